@@ -1,0 +1,20 @@
+//! Database migrations for Twofold (sea-orm-migration). Each migration has an `up` and a `down`.
+//!
+//! Timestamps are stored as integer milliseconds since the Unix epoch (UTC) so that the same
+//! conditional `UPDATE … WHERE locked_until <= now` statements work identically on SQLite and
+//! PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_two_factor_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261125_000001_create_two_factor_tables::Migration,
+        )]
+    }
+}

@@ -1,0 +1,254 @@
+//! The GraphQL API: schema, resolvers and the mapping of domain results to result unions.
+//!
+//! The schema is built without a database (so `twofold schema` and the SDL test need none);
+//! each request carries its service handle, caller and correlation id as [`RequestData`].
+
+mod types;
+
+use async_graphql::{
+    Context, EmptySubscription, ErrorExtensions, Object, SDLExportOptions, Schema,
+};
+
+use crate::auth::{AuthError, Viewer};
+use crate::service::{DomainError, TwoFactor};
+use crate::totp;
+pub use types::*;
+
+/// Query depth limit (the standard introspection queries fit).
+pub const MAX_DEPTH: usize = 20;
+/// Query complexity limit.
+pub const MAX_COMPLEXITY: usize = 1_000;
+/// Operations allowed in one batch.
+pub const MAX_BATCH: usize = 10;
+
+pub type TwofoldSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Per-request context handed to resolvers.
+pub struct RequestData {
+    pub service: TwoFactor,
+    pub viewer: Result<Viewer, AuthError>,
+    pub correlation_id: String,
+}
+
+/// Builds the schema with its limits. Needs no database.
+pub fn build_schema() -> TwofoldSchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .register_output_type::<UserError>()
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(64)
+        .limit_directives(50)
+        .finish()
+}
+
+/// The SDL exported to `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema().sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items()
+            .include_specified_by(),
+    )
+}
+
+/// A top-level `UNAUTHENTICATED` error (Apollo's convention).
+pub fn unauthenticated() -> async_graphql::Error {
+    async_graphql::Error::new(
+        "Authentication required: send a valid `Authorization: Bearer <token>` header.",
+    )
+    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
+}
+
+/// A top-level `INTERNAL_SERVER_ERROR` with the correlation id and no internal detail; the
+/// detail is logged here, once.
+pub fn internal_error(correlation_id: &str, error: &DomainError) -> async_graphql::Error {
+    tracing::error!(%error, "internal error in GraphQL resolver");
+    let cid = correlation_id.to_owned();
+    async_graphql::Error::new("Internal server error").extend_with(move |_, ext| {
+        ext.set("code", "INTERNAL_SERVER_ERROR");
+        ext.set("correlationId", cid.clone());
+    })
+}
+
+fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &'a Viewer)> {
+    let data = ctx.data::<RequestData>()?;
+    match &data.viewer {
+        Ok(viewer) => Ok((data, viewer)),
+        Err(_) => Err(unauthenticated()),
+    }
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The caller's two-factor status (needs a bearer token).
+    async fn two_factor(&self, ctx: &Context<'_>) -> async_graphql::Result<TwoFactorStatus> {
+        let (data, viewer) = caller(ctx)?;
+        data.service
+            .status(&viewer.user_id)
+            .await
+            .map(TwoFactorStatus)
+            .map_err(|e| internal_error(&data.correlation_id, &e))
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Starts (or restarts) enrolment and returns only the secret (Cloudreve's "prepare").
+    /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
+    async fn prepare_two_factor(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<PrepareTwoFactorResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .begin_enrolment(viewer, &data.correlation_id)
+            .await
+        {
+            Ok(e) => Ok(PrepareTwoFactorResult::TwoFactorSecret(TwoFactorSecret {
+                secret: e.secret,
+                expires_at: DateTime(e.expires_at),
+            })),
+            Err(e) => PrepareTwoFactorResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Starts (or restarts) enrolment: a new pending secret with its otpauth URI and QR code.
+    /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
+    async fn setup_totp(&self, ctx: &Context<'_>) -> async_graphql::Result<SetupTotpResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .begin_enrolment(viewer, &data.correlation_id)
+            .await
+        {
+            Ok(e) => {
+                let qr_code = totp::qr_data_uri(&e.otpauth_uri).map_err(|err| {
+                    internal_error(
+                        &data.correlation_id,
+                        &DomainError::Internal(err.to_string()),
+                    )
+                })?;
+                Ok(SetupTotpResult::TotpSetup(TotpSetup {
+                    secret: e.secret,
+                    qr_code,
+                    otpauth_uri: e.otpauth_uri,
+                    expires_at: DateTime(e.expires_at),
+                }))
+            }
+            Err(e) => SetupTotpResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Enables two-factor with a code from the pending secret. Returns 10 recovery codes, once.
+    async fn enable_totp(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A current code from the authenticator app.")] code: String,
+    ) -> async_graphql::Result<EnableTotpResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .enable(viewer, &code, &data.correlation_id)
+            .await
+        {
+            Ok(e) => Ok(EnableTotpResult::TotpEnabled(TotpEnabled {
+                recovery_codes: e.recovery_codes,
+                enabled_at: DateTime(e.enabled_at),
+                user_id: viewer.user_id.clone(),
+            })),
+            Err(e) => EnableTotpResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Verifies a TOTP code (the login step). Each code's time step is accepted once.
+    async fn verify_totp(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A current code from the authenticator app.")] code: String,
+    ) -> async_graphql::Result<VerifyTotpResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .verify(viewer, &code, &data.correlation_id)
+            .await
+        {
+            Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
+            Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Verifies with a single-use recovery code instead of a TOTP code.
+    async fn use_recovery_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One unused recovery code, in any case, with or without dashes.")]
+        code: String,
+    ) -> async_graphql::Result<VerifyTotpResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .use_recovery_code(viewer, &code, &data.correlation_id)
+            .await
+        {
+            Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
+            Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Disables two-factor with a current TOTP code or an unused recovery code; deletes the
+    /// secret and all recovery codes.
+    async fn disable_totp(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A current TOTP code or an unused recovery code.")] code: String,
+    ) -> async_graphql::Result<DisableTotpResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .disable(viewer, &code, &data.correlation_id)
+            .await
+        {
+            Ok(at) => Ok(DisableTotpResult::TotpDisabled(TotpDisabled {
+                disabled_at: DateTime(at),
+                user_id: viewer.user_id.clone(),
+            })),
+            Err(e) => DisableTotpResult::from_error(e, &data.correlation_id),
+        }
+    }
+
+    /// Replaces the recovery codes with a new set of 10; needs a current TOTP code.
+    async fn regenerate_recovery_codes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A current code from the authenticator app.")] code: String,
+    ) -> async_graphql::Result<RegenerateRecoveryCodesResult> {
+        let (data, viewer) = caller(ctx)?;
+        match data
+            .service
+            .regenerate_recovery_codes(viewer, &code, &data.correlation_id)
+            .await
+        {
+            Ok(codes) => Ok(RegenerateRecoveryCodesResult::RecoveryCodes(
+                RecoveryCodes {
+                    recovery_codes: codes,
+                },
+            )),
+            Err(e) => RegenerateRecoveryCodesResult::from_error(e, &data.correlation_id),
+        }
+    }
+}
+
+fn verified(v: crate::service::Verified, viewer: &Viewer) -> TotpVerified {
+    TotpVerified {
+        verified_at: DateTime(v.at),
+        method: v.method.into(),
+        recovery_codes_remaining: i32::try_from(v.recovery_codes_remaining).unwrap_or(i32::MAX),
+        user_id: viewer.user_id.clone(),
+    }
+}

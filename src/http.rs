@@ -1,0 +1,404 @@
+//! The router and everything around the handlers: correlation ids, one log line per request,
+//! body limits, panics, health checks and the GraphQL endpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::http::parse_query_string;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse};
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use http_body_util::BodyExt;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::auth::{AuthError, Authenticator, Viewer};
+use crate::graphql::{MAX_BATCH, RequestData, TwofoldSchema};
+use crate::service::TwoFactor;
+
+/// Largest request body accepted (64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Requests taking longer than this are answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+pub const CLOUDREVE_CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-cr-correlation-id");
+
+/// Everything handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: TwoFactor,
+    pub auth: Arc<Authenticator>,
+    pub schema: TwofoldSchema,
+    pub options: Arc<HttpOptions>,
+}
+
+/// Transport options.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// `TWOFOLD_DEBUG`: Cloudreve errors carry internal detail in `error`.
+    pub debug: bool,
+    /// Dev mode only: the `Authorization` value the playground opens with.
+    pub playground_authorization: Option<String>,
+}
+
+impl AppState {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Viewer, AuthError> {
+        self.auth.authenticate(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+    }
+}
+
+/// The request's correlation id (a client's `X-Cr-Correlation-Id`, or a fresh UUID v4).
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+/// Set by the GraphQL handler so the request log line names the operation.
+#[derive(Debug, Clone)]
+pub struct OperationName(pub String);
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(crate::rest::cloudreve::routes())
+        .merge(crate::rest::storno::routes())
+        .route_layer(middleware::from_fn(observe))
+        .fallback(not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+fn valid_client_correlation_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+/// Correlation id, one log line per request (method, route, status, latency; never the query
+/// string, a body or a header value).
+async fn observe(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let client_cid = req
+        .headers()
+        .get(&CLOUDREVE_CORRELATION_HEADER)
+        .and_then(valid_client_correlation_id);
+    let cid = client_cid
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(CorrelationId(cid.clone()));
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", correlation_id = %cid);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let latency = started.elapsed();
+    if let Ok(v) = HeaderValue::from_str(&cid) {
+        response.headers_mut().insert(CORRELATION_HEADER, v.clone());
+        if client_cid.is_some() {
+            response
+                .headers_mut()
+                .insert(CLOUDREVE_CORRELATION_HEADER, v);
+        }
+    }
+    let operation = response
+        .extensions()
+        .get::<OperationName>()
+        .map(|o| o.0.clone());
+    let status = response.status().as_u16();
+    tracing::info!(
+        parent: &span,
+        method = %method,
+        route = %route,
+        operation = operation.as_deref().unwrap_or(""),
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "Internal server error."})),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "Not found."}))).into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.service.store().ping().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
+    }
+}
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// `application/graphql-response+json` when the client lists it before `application/json`.
+fn graphql_content_type(headers: &HeaderMap) -> &'static str {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let position = |needle: &str| accept.find(needle);
+    match (
+        position(GRAPHQL_RESPONSE_JSON),
+        position("application/json"),
+    ) {
+        (Some(g), Some(j)) if g < j => GRAPHQL_RESPONSE_JSON,
+        (Some(_), None) => GRAPHQL_RESPONSE_JSON,
+        _ => "application/json",
+    }
+}
+
+fn graphql_json(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A request-level GraphQL error (`{"errors":[{"message":…}]}`).
+fn graphql_request_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    code: &str,
+) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    graphql_json(
+        status,
+        graphql_content_type(headers),
+        body.to_string().into_bytes(),
+    )
+}
+
+fn operation_label(request: &async_graphql::Request) -> String {
+    request
+        .operation_name
+        .clone()
+        .unwrap_or_else(|| "anonymous".to_owned())
+}
+
+async fn execute(
+    state: &AppState,
+    cid: CorrelationId,
+    headers: &HeaderMap,
+    batch: BatchRequest,
+) -> Response {
+    let label = match &batch {
+        BatchRequest::Single(r) => operation_label(r),
+        BatchRequest::Batch(v) => format!("batch({})", v.len()),
+    };
+    let data = RequestData {
+        service: state.service.clone(),
+        viewer: state.authenticate(headers),
+        correlation_id: cid.0,
+    };
+    let batch = match batch {
+        BatchRequest::Single(r) => BatchRequest::Single(r.data(data)),
+        BatchRequest::Batch(v) => BatchRequest::Batch(
+            v.into_iter()
+                .map(|r| {
+                    r.data(RequestData {
+                        service: data.service.clone(),
+                        viewer: data.viewer.clone(),
+                        correlation_id: data.correlation_id.clone(),
+                    })
+                })
+                .collect(),
+        ),
+    };
+    let response: BatchResponse = state.schema.execute_batch(batch).await;
+    let body = match serde_json::to_vec(&response) {
+        Ok(b) => b,
+        Err(_) => {
+            return graphql_request_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                headers,
+                "Internal server error",
+                "INTERNAL_SERVER_ERROR",
+            );
+        }
+    };
+    let mut http = graphql_json(StatusCode::OK, graphql_content_type(headers), body);
+    http.extensions_mut().insert(OperationName(label));
+    http
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return graphql_request_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &headers,
+                "The request body exceeds 64 KiB.",
+                "PAYLOAD_TOO_LARGE",
+            );
+        }
+        Err(BodyError::Unreadable) => {
+            return graphql_request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                "The request body could not be read.",
+                "BAD_REQUEST",
+            );
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(_) => {
+            return graphql_request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                "The body must be a JSON GraphQL request ({\"query\": …}) or an array of them.",
+                "BAD_REQUEST",
+            );
+        }
+    };
+    if let BatchRequest::Batch(v) = &batch {
+        if v.is_empty() {
+            return graphql_request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                "The batch is empty.",
+                "BAD_REQUEST",
+            );
+        }
+        if v.len() > MAX_BATCH {
+            return graphql_request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                &format!(
+                    "A batch may hold at most {MAX_BATCH} operations; this one has {}.",
+                    v.len()
+                ),
+                "BATCH_LIMIT_EXCEEDED",
+            );
+        }
+    }
+    execute(&state, cid, &headers, batch).await
+}
+
+/// Whether the operation that `request` selects is a mutation (GET may not run one).
+fn selects_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::DocumentOperations;
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    match &doc.operations {
+        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
+        DocumentOperations::Multiple(ops) => match &request.operation_name {
+            Some(name) => ops
+                .get(name.as_str())
+                .is_some_and(|op| op.node.ty == OperationType::Mutation),
+            None => ops.values().any(|op| op.node.ty == OperationType::Mutation),
+        },
+    }
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let request = match parse_query_string(uri.query().unwrap_or("")) {
+        Ok(r) => r,
+        Err(_) => {
+            return graphql_request_error(
+                StatusCode::BAD_REQUEST,
+                &headers,
+                "GET /graphql needs a `query` parameter (and optional `variables`, `operationName`).",
+                "BAD_REQUEST",
+            );
+        }
+    };
+    if method == Method::GET && selects_mutation(&request) {
+        let mut response = graphql_request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &headers,
+            "Mutations must be sent with POST.",
+            "METHOD_NOT_ALLOWED",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, cid, &headers, BatchRequest::Single(request)).await
+}

@@ -1,0 +1,112 @@
+//! Twofold: a TOTP two-factor service with a GraphQL API and REST compatibility shims for the
+//! Cloudreve v4 and Storno dialects.
+//!
+//! Data flows one way: transport ([`graphql`], [`rest`]) → [`service`] → [`store`] / [`totp`].
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod graphql;
+pub mod http;
+pub mod rest;
+pub mod service;
+pub mod store;
+pub mod totp;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use tokio::net::TcpListener;
+
+pub use http::{AppState, HttpOptions, app};
+
+use crate::auth::Authenticator;
+use crate::service::TwoFactor;
+
+impl AppState {
+    /// Assembles the application state (builds the GraphQL schema).
+    pub fn new(service: TwoFactor, auth: Authenticator, options: HttpOptions) -> Self {
+        AppState {
+            service,
+            auth: Arc::new(auth),
+            schema: graphql::build_schema(),
+            options: Arc::new(options),
+        }
+    }
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+) -> Result<store::Store, sea_orm::DbErr> {
+    let db = store::connect(url, &store::PoolSettings { max_connections }).await?;
+    Migrator::up(&db, None).await?;
+    Ok(store::Store::new(db))
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Deletes expired pending enrolments and audit events older than `retention`, every `every`.
+pub fn spawn_pruner(
+    service: TwoFactor,
+    retention: Duration,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = service.now_ms();
+            let before = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 4);
+            match service.store().prune(now, Some(before)).await {
+                Ok((0, 0)) => {}
+                Ok((pending, events)) => tracing::info!(
+                    pending,
+                    events,
+                    "pruned expired pending setups and old audit events"
+                ),
+                Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}

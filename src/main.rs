@@ -1,0 +1,215 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use migration::{Migrator, MigratorTrait};
+use tracing_subscriber::EnvFilter;
+
+use twofold::auth::{MintClaims, mint};
+use twofold::clock::{Clock, SystemClock};
+use twofold::config::{
+    Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs,
+};
+use twofold::service::TwoFactor;
+use twofold::{AppState, HttpOptions, graphql};
+
+fn init_logging(settings: &Settings) -> Result<(), ConfigError> {
+    let filter =
+        EnvFilter::try_new(&settings.log).map_err(|e| ConfigError(format!("TWOFOLD_LOG: {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.settings) {
+        eprintln!("twofold: {e}");
+        return ExitCode::from(2);
+    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Schema = command {
+        print!("{}", graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Token(args) = &command {
+        return match token(&cli.settings, args) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("twofold: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("twofold: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Migrate { direction } => migrate(&cli.settings, direction).await,
+            _ => serve(&cli.settings).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twofold: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn migrate(settings: &Settings, direction: MigrateDirection) -> Result<(), ConfigError> {
+    settings.validate()?;
+    let db = twofold::store::connect(
+        &settings.database_url,
+        &twofold::store::PoolSettings { max_connections: 2 },
+    )
+    .await
+    .map_err(|e| ConfigError(format!("cannot open the database: {e}")))?;
+    let result = match direction {
+        MigrateDirection::Up => Migrator::up(&db, None).await,
+        MigrateDirection::Down => Migrator::down(&db, Some(1)).await,
+    };
+    result.map_err(|e| ConfigError(format!("migration failed: {e}")))?;
+    tracing::info!(?direction, "migrations done");
+    Ok(())
+}
+
+fn token(settings: &Settings, args: &TokenArgs) -> Result<String, ConfigError> {
+    let jwt = settings.jwt()?;
+    if jwt.dev_secret.is_some() {
+        return Err(ConfigError(
+            "no JWT key is configured: set TWOFOLD_JWT_SECRET (in dev mode `twofold serve` prints a demo token)".into(),
+        ));
+    }
+    let algorithm = jwt.algorithms[0];
+    let key = match (&settings.jwt_secret, &args.private_key) {
+        (Some(secret), _) => jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let key = match format!("{algorithm:?}").as_str() {
+                a if a.starts_with("RS") || a.starts_with("PS") => {
+                    jsonwebtoken::EncodingKey::from_rsa_pem(&pem)
+                }
+                a if a.starts_with("ES") => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+                _ => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+            };
+            key.map_err(|e| {
+                ConfigError(format!(
+                    "--private-key is not a usable PEM private key: {e}"
+                ))
+            })?
+        }
+        (None, None) => {
+            return Err(ConfigError(
+                "tokens for a public-key setup need --private-key".into(),
+            ));
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = MintClaims {
+        sub: args.sub.clone(),
+        email: args.email.clone(),
+        preferred_username: args.username.clone(),
+        iss: settings.jwt_issuer.clone(),
+        aud: settings.jwt_audience.clone(),
+        token_type: args.token_type.clone(),
+        iat: now,
+        exp: now + i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX / 2),
+    };
+    mint(algorithm, &key, &claims).map_err(|e| ConfigError(format!("cannot sign the token: {e}")))
+}
+
+async fn serve(settings: &Settings) -> Result<(), ConfigError> {
+    settings.validate()?;
+    let jwt = settings.jwt()?;
+    let keys = settings.keyring()?;
+    let service_settings = settings.service_settings()?;
+    let store =
+        twofold::connect_and_migrate(&settings.database_url, settings.database_max_connections)
+            .await
+            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let service = TwoFactor::new(store, Arc::new(keys), service_settings, clock);
+
+    let mut options = HttpOptions {
+        debug: settings.debug,
+        playground_authorization: None,
+    };
+    let demo_token = match &jwt.dev_secret {
+        Some(secret) => {
+            let now = chrono::Utc::now().timestamp();
+            let claims = MintClaims {
+                sub: "demo".into(),
+                email: Some("demo@example.com".into()),
+                preferred_username: None,
+                iss: settings.jwt_issuer.clone(),
+                aud: settings.jwt_audience.clone(),
+                token_type: None,
+                iat: now,
+                exp: now + 24 * 3600,
+            };
+            let token = mint(
+                jsonwebtoken::Algorithm::HS256,
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+                &claims,
+            )
+            .map_err(|e| ConfigError(format!("cannot mint the demo token: {e}")))?;
+            options.playground_authorization = Some(format!("Bearer {token}"));
+            Some(token)
+        }
+        None => None,
+    };
+    let state = AppState::new(service.clone(), jwt.authenticator, options);
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| ConfigError(format!("cannot listen on {}: {e}", settings.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ConfigError(e.to_string()))?;
+    tracing::info!(%addr, "Twofold is listening");
+    println!("Twofold is listening on http://{addr}");
+    println!("  GraphQL:    http://{addr}/graphql");
+    println!("  Playground: http://{addr}/graphiql");
+    if let Some(token) = demo_token {
+        tracing::warn!(
+            "DEV MODE: no TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY is set; tokens are signed with a random key \
+             that lives only as long as this process. Configure a key for anything but local experiments."
+        );
+        println!();
+        println!("  Dev mode demo token (user `demo`, valid 24 h, this run only):");
+        println!("  Authorization: Bearer {token}");
+        println!();
+        println!(
+            "  curl -s -X POST http://{addr}/api/v1/me/mfa/totp/setup -H 'Authorization: Bearer {token}'"
+        );
+    }
+    twofold::spawn_pruner(service, settings.audit_retention, Duration::from_secs(60));
+    twofold::run(listener, state, twofold::shutdown_signal())
+        .await
+        .map_err(|e| ConfigError(format!("server error: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}

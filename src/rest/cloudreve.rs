@@ -1,0 +1,211 @@
+//! Cloudreve v4 dialect: HTTP 200 always, the outcome in the envelope's `code`.
+//!
+//! * `GET /user/setting/2fa`, `GET /api/v4/user/setting/2fa` → `{"code":0,"data":"<SECRET>","msg":""}`
+//! * `PATCH /user/setting`, `PATCH /api/v4/user/setting` with `two_fa_enabled` / `two_fa_code`
+//!   → `{"code":0,"msg":""}`
+//! * errors → `{"code":N,"msg":"…","correlation_id":"…"}` (+ `error` when `TWOFOLD_DEBUG=true`)
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{JsonBodyError, read_json};
+use crate::auth::AuthError;
+use crate::http::{AppState, CorrelationId};
+use crate::service::DomainError;
+
+pub const LOGIN_REQUIRED: (i32, &str) = (401, "Login required");
+pub const INVALID_TOKEN_TYPE: (i32, &str) = (40020, "Invalid token type");
+pub const ALREADY_ENABLED: (i32, &str) = (409, "Two-factor authentication is already enabled");
+pub const INCORRECT_CODE: (i32, &str) = (40022, "Incorrect 2FA code");
+pub const NO_SESSION: (i32, &str) = (50005, "You have not initiated 2FA session");
+pub const PARAMETER_ERROR: (i32, &str) = (40001, "Parameter error");
+pub const TOO_MANY_ATTEMPTS: i32 = 429;
+pub const DATABASE_ERROR: (i32, &str) = (50001, "Database error");
+pub const INTERNAL_ERROR: (i32, &str) = (50000, "Internal error");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/user/setting/2fa", get(prepare))
+        .route("/api/v4/user/setting/2fa", get(prepare))
+        .route("/user/setting", patch(update_settings))
+        .route("/api/v4/user/setting", patch(update_settings))
+}
+
+/// Cloudreve's response envelope. Absent keys are omitted, never `null`.
+#[derive(Debug, Serialize)]
+pub struct Envelope {
+    pub code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    pub msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+fn success(data: Option<Value>) -> Response {
+    Json(Envelope {
+        code: 0,
+        data,
+        msg: String::new(),
+        error: None,
+        correlation_id: None,
+    })
+    .into_response()
+}
+
+struct Failure {
+    code: i32,
+    msg: String,
+    detail: Option<String>,
+}
+
+impl Failure {
+    fn new((code, msg): (i32, &str)) -> Self {
+        Failure {
+            code,
+            msg: msg.to_owned(),
+            detail: None,
+        }
+    }
+
+    fn respond(self, state: &AppState, cid: &CorrelationId) -> Response {
+        Json(Envelope {
+            code: self.code,
+            data: None,
+            msg: self.msg,
+            error: if state.options.debug {
+                self.detail
+            } else {
+                None
+            },
+            correlation_id: Some(cid.0.clone()),
+        })
+        .into_response()
+    }
+}
+
+fn auth_failure(e: AuthError) -> Failure {
+    match e {
+        AuthError::WrongTokenType => Failure::new(INVALID_TOKEN_TYPE),
+        AuthError::Missing | AuthError::Invalid | AuthError::Expired => {
+            Failure::new(LOGIN_REQUIRED)
+        }
+    }
+}
+
+/// The one mapping of domain failures to Cloudreve codes.
+fn domain_failure(e: DomainError) -> Failure {
+    match e {
+        DomainError::TotpAlreadyEnabled => Failure::new(ALREADY_ENABLED),
+        DomainError::InvalidCode { .. }
+        | DomainError::CodeAlreadyUsed { .. }
+        | DomainError::TotpNotEnabled => Failure::new(INCORRECT_CODE),
+        DomainError::NoPendingSetup => Failure::new(NO_SESSION),
+        DomainError::TooManyAttempts {
+            retry_after_seconds,
+        } => Failure {
+            code: TOO_MANY_ATTEMPTS,
+            msg: format!("Too many attempts, retry in {retry_after_seconds} seconds"),
+            detail: None,
+        },
+        DomainError::Database(error) => {
+            tracing::error!(%error, "database error");
+            Failure {
+                detail: Some(error.to_string()),
+                ..Failure::new(DATABASE_ERROR)
+            }
+        }
+        DomainError::Internal(error) => {
+            tracing::error!(%error, "internal error");
+            Failure {
+                detail: Some(error),
+                ..Failure::new(INTERNAL_ERROR)
+            }
+        }
+    }
+}
+
+/// "Prepare enabling 2FA": a new pending secret, returned as `data`.
+async fn prepare(
+    State(state): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match state.authenticate(&headers) {
+        Ok(v) => v,
+        Err(e) => return auth_failure(e).respond(&state, &cid),
+    };
+    match state.service.begin_enrolment(&viewer, &cid.0).await {
+        Ok(enrolment) => success(Some(Value::String(enrolment.secret))),
+        Err(e) => domain_failure(e).respond(&state, &cid),
+    }
+}
+
+/// The parts of Cloudreve's settings PATCH that Twofold handles.
+enum SettingsChange {
+    /// Neither 2FA field: other settings, nothing for Twofold to do.
+    Nothing,
+    Enable(String),
+    Disable(String),
+}
+
+fn parse_settings_change(body: &Value) -> Option<SettingsChange> {
+    let obj = body.as_object()?;
+    let enabled = match obj.get("two_fa_enabled") {
+        None | Some(Value::Null) => return Some(SettingsChange::Nothing),
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return None,
+    };
+    let code = match obj.get("two_fa_code") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return None,
+    };
+    Some(if enabled {
+        SettingsChange::Enable(code)
+    } else {
+        SettingsChange::Disable(code)
+    })
+}
+
+/// Enables (`two_fa_enabled: true`) or disables (`false`) 2FA with `two_fa_code`.
+async fn update_settings(
+    State(state): State<AppState>,
+    Extension(cid): Extension<CorrelationId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let viewer = match state.authenticate(&headers) {
+        Ok(v) => v,
+        Err(e) => return auth_failure(e).respond(&state, &cid),
+    };
+    let change = match read_json(&headers, body).await {
+        Ok(json) => parse_settings_change(&json),
+        Err(JsonBodyError::TooLarge | JsonBodyError::Malformed) => None,
+    };
+    let result = match change {
+        None => return Failure::new(PARAMETER_ERROR).respond(&state, &cid),
+        Some(SettingsChange::Nothing) => Ok(()),
+        Some(SettingsChange::Enable(code)) => state
+            .service
+            .enable(&viewer, &code, &cid.0)
+            .await
+            .map(|_| ()),
+        Some(SettingsChange::Disable(code)) => state
+            .service
+            .disable(&viewer, &code, &cid.0)
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => success(None),
+        Err(e) => domain_failure(e).respond(&state, &cid),
+    }
+}
