@@ -72,11 +72,17 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.leeway = rules.leeway_seconds;
         match &rules.issuer {
-            Some(iss) => validation.set_issuer(&[iss]),
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                validation.required_spec_claims.insert("iss".to_owned());
+            }
             None => validation.iss = None,
         }
         match &rules.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
             None => validation.validate_aud = false,
         }
         Authenticator { key, validation }

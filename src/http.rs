@@ -318,39 +318,43 @@ async fn graphql_post(
             );
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+    let batch = match parse_batch(&bytes) {
         Ok(b) => b,
-        Err(_) => {
+        Err(message) => {
             return graphql_request_error(
                 StatusCode::BAD_REQUEST,
                 &headers,
-                "The body must be a JSON GraphQL request ({\"query\": …}) or an array of them.",
+                &message,
                 "BAD_REQUEST",
             );
         }
     };
-    if let BatchRequest::Batch(v) = &batch {
-        if v.is_empty() {
-            return graphql_request_error(
-                StatusCode::BAD_REQUEST,
-                &headers,
-                "The batch is empty.",
-                "BAD_REQUEST",
-            );
-        }
-        if v.len() > MAX_BATCH {
-            return graphql_request_error(
-                StatusCode::BAD_REQUEST,
-                &headers,
-                &format!(
-                    "A batch may hold at most {MAX_BATCH} operations; this one has {}.",
-                    v.len()
-                ),
-                "BATCH_LIMIT_EXCEEDED",
-            );
-        }
-    }
     execute(&state, cid, &headers, batch).await
+}
+
+/// Parses a POST body: one `{"query": "…", …}` object or a non-empty array of at most
+/// [`MAX_BATCH`] of them.
+fn parse_batch(bytes: &[u8]) -> Result<BatchRequest, String> {
+    const SHAPE: &str =
+        "The body must be a JSON GraphQL request ({\"query\": \"…\"}) or an array of them.";
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| SHAPE.to_owned())?;
+    let has_query =
+        |v: &serde_json::Value| v.get("query").is_some_and(serde_json::Value::is_string);
+    match &value {
+        serde_json::Value::Object(_) if has_query(&value) => {}
+        serde_json::Value::Array(items) if items.is_empty() => {
+            return Err("The batch is empty.".to_owned());
+        }
+        serde_json::Value::Array(items) if items.len() > MAX_BATCH => {
+            return Err(format!(
+                "A batch may hold at most {MAX_BATCH} operations; this one has {}.",
+                items.len()
+            ));
+        }
+        serde_json::Value::Array(items) if items.iter().all(|i| i.is_object() && has_query(i)) => {}
+        _ => return Err(SHAPE.to_owned()),
+    }
+    serde_json::from_value(value).map_err(|_| SHAPE.to_owned())
 }
 
 /// Whether the operation that `request` selects is a mutation (GET may not run one).

@@ -1,0 +1,338 @@
+//! Bad input gets a clear error and changes nothing: malformed JSON, oversized bodies, absurd
+//! GraphQL queries, mutations over GET (SPEC §3 limits, §4 40001, §5 400).
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+/// graphql-js's `TypeRef` fragment: nine levels of `ofType`.
+fn type_ref() -> String {
+    format!(
+        "fragment TypeRef on __Type {{ kind name {}{} }}",
+        "ofType { kind name ".repeat(9),
+        " }".repeat(9)
+    )
+}
+
+/// graphql-js `getIntrospectionQuery` with every option on (what GraphiQL and Python `gql` with
+/// `input_value_deprecation=True` send), and the older form Apollo tooling sends.
+fn introspection_queries() -> Vec<String> {
+    let full = format!(
+        "query IntrospectionQuery {{ __schema {{ description queryType {{ name kind }} mutationType {{ name kind }} subscriptionType {{ name kind }} \
+         types {{ ...FullType }} directives {{ name description isRepeatable locations args(includeDeprecated: true) {{ ...InputValue }} }} }} }} \
+         fragment FullType on __Type {{ kind name description specifiedByURL \
+         fields(includeDeprecated: true) {{ name description args(includeDeprecated: true) {{ ...InputValue }} type {{ ...TypeRef }} isDeprecated deprecationReason }} \
+         inputFields(includeDeprecated: true) {{ ...InputValue }} interfaces {{ ...TypeRef }} \
+         enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} possibleTypes {{ ...TypeRef }} }} \
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue isDeprecated deprecationReason }} {}",
+        type_ref()
+    );
+    let apollo = format!(
+        "query IntrospectionQuery {{ __schema {{ queryType {{ name }} mutationType {{ name }} subscriptionType {{ name }} types {{ ...FullType }} \
+         directives {{ name description locations args {{ ...InputValue }} }} }} }} \
+         fragment FullType on __Type {{ kind name description fields(includeDeprecated: true) {{ name description args {{ ...InputValue }} type {{ ...TypeRef }} isDeprecated deprecationReason }} \
+         inputFields {{ ...InputValue }} interfaces {{ ...TypeRef }} enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} possibleTypes {{ ...TypeRef }} }} \
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue }} {}",
+        type_ref()
+    );
+    vec![full, apollo]
+}
+
+#[tokio::test]
+async fn standard_introspection_queries_pass_the_limits() {
+    let app = TestApp::spawn().await;
+    for query in introspection_queries() {
+        let res = app.graphql(None, &query, json!({})).await;
+        assert!(res.get("errors").is_none(), "{}", res["errors"]);
+        let types = res["data"]["__schema"]["types"].as_array().unwrap();
+        assert!(types.iter().any(|t| t["name"] == "SetupTotpResult"));
+    }
+}
+
+#[tokio::test]
+async fn too_deep_and_too_complex_queries_are_refused_with_an_error() {
+    let app = TestApp::spawn().await;
+    let deep = format!(
+        "{{ __schema {{ types {{ {}name{} }} }} }}",
+        "ofType { ".repeat(25),
+        " }".repeat(25)
+    );
+    let res = app.graphql(None, &deep, json!({})).await;
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{res}"
+    );
+    assert_eq!(res["data"], Value::Null);
+
+    let wide: String = (0..600)
+        .map(|i| format!("a{i}: twoFactor {{ enabled }} "))
+        .collect();
+    let res = app.graphql(None, &format!("{{ {wide} }}"), json!({})).await;
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{res}"
+    );
+    assert_eq!(res["data"], Value::Null);
+}
+
+#[tokio::test]
+async fn batches_are_limited_to_ten_operations() {
+    let app = TestApp::spawn().await;
+    let op = json!({ "query": "{ __typename }" });
+    let ten = Value::Array(vec![op.clone(); 10]).to_string();
+    let (status, body) = app.json(Method::POST, "/graphql", None, Some(&ten)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().unwrap().len(), 10);
+    let eleven = Value::Array(vec![op; 11]).to_string();
+    let (status, body) = app
+        .json(Method::POST, "/graphql", None, Some(&eleven))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10")
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_or_the_dialects_parameter_error() {
+    let app = TestApp::spawn().await;
+    let t = token("ivan");
+    let big = format!(
+        r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let (status, body) = app
+        .json(Method::POST, "/graphql", Some(&t), Some(&big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["errors"][0]["message"].is_string());
+    let big_code = format!(r#"{{"code":"{}"}}"#, "1".repeat(70 * 1024));
+    let (status, body) = app
+        .json(
+            Method::POST,
+            "/api/v1/me/mfa/verify",
+            Some(&t),
+            Some(&big_code),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].is_string());
+    let big_patch = format!(
+        r#"{{"two_fa_enabled":true,"two_fa_code":"{}"}}"#,
+        "1".repeat(70 * 1024)
+    );
+    let (status, body) = app
+        .json(Method::PATCH, "/user/setting", Some(&t), Some(&big_patch))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["code"], 40001);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_errors_not_crashes() {
+    let app = TestApp::spawn().await;
+    let t = token("judy");
+    for body in [
+        "",
+        "{",
+        "not json",
+        "[]",
+        "42",
+        r#"{"code":123456}"#,
+        r#"{"code":["1"]}"#,
+    ] {
+        for path in [
+            "/api/v1/me/mfa/totp/enable",
+            "/api/v1/me/mfa/totp/disable",
+            "/api/v1/me/mfa/backup-codes/regenerate",
+            "/api/v1/me/mfa/verify",
+        ] {
+            let (status, res) = app.json(Method::POST, path, Some(&t), Some(body)).await;
+            assert_eq!(
+                (status, res),
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "Invalid JSON body." })
+                ),
+                "{path} {body:?}"
+            );
+        }
+    }
+    let (status, res) = app
+        .json(
+            Method::POST,
+            "/api/v1/me/mfa/verify",
+            Some(&t),
+            Some(r#"{"code":"123456","type":"sms"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, res),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "Invalid JSON body." })
+        )
+    );
+    for body in ["{}", r#"{"code":""}"#, r#"{"code":null}"#] {
+        let (status, res) = app
+            .json(
+                Method::POST,
+                "/api/v1/me/mfa/totp/enable",
+                Some(&t),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (status, res),
+            (StatusCode::BAD_REQUEST, json!({ "error": "Missing code." })),
+            "{body}"
+        );
+    }
+    // A wrong Content-Type is not a 415: the body is what counts.
+    let (status, _, bytes) = app
+        .send(
+            Method::POST,
+            "/api/v1/me/mfa/verify",
+            Some(&t),
+            Some("x=1"),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        json!({ "error": "Invalid JSON body." })
+    );
+
+    for body in [
+        "",
+        "{",
+        "not json",
+        "[]",
+        r#"{"two_fa_enabled":"yes","two_fa_code":"1"}"#,
+        r#"{"two_fa_enabled":true}"#,
+        r#"{"two_fa_enabled":true,"two_fa_code":123456}"#,
+    ] {
+        for path in ["/user/setting", "/api/v4/user/setting"] {
+            let (status, res) = app.json(Method::PATCH, path, Some(&t), Some(body)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(res["code"], 40001, "{path} {body:?}: {res}");
+            assert_eq!(res["msg"], "Parameter error");
+            assert!(res["correlation_id"].is_string() && res.get("error").is_none());
+        }
+    }
+    // A PATCH carrying only other settings succeeds and changes nothing.
+    let (_, res) = app
+        .json(
+            Method::PATCH,
+            "/user/setting",
+            Some(&t),
+            Some(r#"{"nick":"Judy","language":"en"}"#),
+        )
+        .await;
+    assert_eq!(res, json!({ "code": 0, "msg": "" }));
+
+    for body in ["", "{", "[]", r#"{"variables":{}}"#, r#"{"query":42}"#] {
+        let (status, res) = app
+            .json(Method::POST, "/graphql", Some(&t), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+        assert!(res["errors"][0]["message"].is_string());
+    }
+    let res = app
+        .graphql(Some(&t), "mutation { setupTotp { ", json!({}))
+        .await;
+    assert!(
+        res["errors"][0]["message"].is_string(),
+        "syntax errors are GraphQL errors: {res}"
+    );
+    let (_, status) = app
+        .json(Method::GET, "/api/v1/me/mfa/status", Some(&t), None)
+        .await;
+    assert_eq!(
+        status,
+        json!({ "totpEnabled": false, "backupCodesRemaining": 0, "passkeysCount": 0 })
+    );
+}
+
+#[tokio::test]
+async fn a_mutation_over_get_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let t = token("kim");
+    let (status, headers, _) = app
+        .send(
+            Method::GET,
+            "/graphql?query=mutation%20%7B%20setupTotp%20%7B%20__typename%20%7D%20%7D",
+            Some(&t),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    let (status, res) = app
+        .json(
+            Method::GET,
+            "/graphql?query=%7B%20twoFactor%20%7B%20enabled%20pendingSetupExpiresAt%20%7D%20%7D",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        res["data"]["twoFactor"],
+        json!({ "enabled": false, "pendingSetupExpiresAt": null })
+    );
+}
+
+#[tokio::test]
+async fn graphql_answers_json_or_graphql_response_json_as_asked() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"query":"{ __typename }"}"#;
+    let (_, headers, _) = app
+        .send(Method::POST, "/graphql", None, Some(body), &[])
+        .await;
+    assert_eq!(headers["content-type"], "application/json");
+    let (_, headers, _) = app
+        .send(
+            Method::POST,
+            "/graphql",
+            None,
+            Some(body),
+            &[(
+                "accept",
+                "application/graphql-response+json, application/json;q=0.9",
+            )],
+        )
+        .await;
+    assert_eq!(headers["content-type"], "application/graphql-response+json");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.json(Method::GET, "/healthz", None, None).await,
+        (StatusCode::OK, json!({ "status": "ok" }))
+    );
+    assert_eq!(
+        app.json(Method::GET, "/readyz", None, None).await,
+        (StatusCode::OK, json!({ "status": "ok" }))
+    );
+    let (status, headers, _) = app.send(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(uuid::Uuid::parse_str(headers["x-correlation-id"].to_str().unwrap()).is_ok());
+    let (status, _) = app.json(Method::GET, "/no/such/route", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
