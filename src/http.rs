@@ -70,6 +70,8 @@ pub struct OperationName(pub String);
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/openapi.json", get(openapi_json))
+        .route("/schema.graphql", get(schema_sdl))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::rest::cloudreve::routes())
@@ -152,6 +154,20 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": "Not found."}))).into_response()
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::rest::openapi_json(),
+    )
+        .into_response()
+}
+
+async fn schema_sdl() -> Response {
+    static SDL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sdl = SDL.get_or_init(crate::graphql::sdl).as_str();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], sdl).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

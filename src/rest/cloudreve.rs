@@ -11,8 +11,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Extension, Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::AuthError;
@@ -37,17 +38,37 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v4/user/setting", patch(update_settings))
 }
 
-/// Cloudreve's response envelope. Absent keys are omitted, never `null`.
-#[derive(Debug, Serialize)]
+/// Cloudreve's response envelope (always HTTP 200). Absent keys are omitted, never `null`.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope {
+    /// 0 on success; otherwise 401 `Login required`, 40020 `Invalid token type`, 409 `Two-factor
+    /// authentication is already enabled`, 40022 `Incorrect 2FA code`, 50005 `You have not
+    /// initiated 2FA session`, 40001 `Parameter error`, 429 `Too many attempts, retry in N seconds`,
+    /// 50001 `Database error`.
+    #[schema(example = 0)]
     pub code: i32,
+    /// The Base32 secret (prepare only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
     pub data: Option<Value>,
+    /// Empty on success; the error message otherwise.
     pub msg: String,
+    /// Internal detail, only when `TWOFOLD_DEBUG=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On errors: the request's correlation id (the client's `X-Cr-Correlation-Id` if sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+}
+
+/// The 2FA fields of Cloudreve's settings PATCH (other settings may be present and are ignored).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SettingsPatch {
+    /// `true` enables, `false` disables two-factor; absent: nothing changes.
+    pub two_fa_enabled: Option<bool>,
+    /// A current TOTP code (for disable also an unused recovery code); required with `two_fa_enabled`.
+    #[schema(example = "123456")]
+    pub two_fa_code: Option<String>,
 }
 
 fn success(data: Option<Value>) -> Response {
@@ -134,7 +155,18 @@ fn domain_failure(e: DomainError) -> Failure {
 }
 
 /// "Prepare enabling 2FA": a new pending secret, returned as `data`.
-async fn prepare(
+#[utoipa::path(get, path = "/user/setting/2fa", tag = "Cloudreve",
+    summary = "Prepare enabling 2FA (also at /api/v4/user/setting/2fa)",
+    description = "Starts (or restarts) enrolment and returns the Base32 secret as `data`. HTTP status is always 200; the outcome is `code`.",
+    security(("bearer" = [])),
+    params(("X-Cr-Correlation-Id" = Option<String>, Header, description = "Echoed as `correlation_id` on errors")),
+    responses((status = 200, description = "Envelope: success `{\"code\":0,\"data\":\"<SECRET>\",\"msg\":\"\"}`; errors 401, 40020, 409, 50001", body = Envelope,
+        examples(
+            ("success" = (value = json!({"code": 0, "data": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "msg": ""}))),
+            ("already enabled" = (value = json!({"code": 409, "msg": "Two-factor authentication is already enabled", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+            ("not logged in" = (value = json!({"code": 401, "msg": "Login required", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+        ))))]
+pub(crate) async fn prepare(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -176,7 +208,21 @@ fn parse_settings_change(body: &Value) -> Option<SettingsChange> {
 }
 
 /// Enables (`two_fa_enabled: true`) or disables (`false`) 2FA with `two_fa_code`.
-async fn update_settings(
+#[utoipa::path(patch, path = "/user/setting", tag = "Cloudreve",
+    summary = "Enable or disable 2FA (also at /api/v4/user/setting)",
+    description = "`two_fa_enabled: true` enables with a code of the pending secret; `false` disables with a current code or a recovery code; neither field: nothing changes. HTTP status is always 200; the outcome is `code`.",
+    security(("bearer" = [])),
+    params(("X-Cr-Correlation-Id" = Option<String>, Header, description = "Echoed as `correlation_id` on errors")),
+    request_body = SettingsPatch,
+    responses((status = 200, description = "Envelope: success `{\"code\":0,\"msg\":\"\"}`; errors 401, 40020, 409, 40022, 50005, 40001, 429, 50001", body = Envelope,
+        examples(
+            ("success" = (value = json!({"code": 0, "msg": ""}))),
+            ("wrong code" = (value = json!({"code": 40022, "msg": "Incorrect 2FA code", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+            ("no pending setup" = (value = json!({"code": 50005, "msg": "You have not initiated 2FA session", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+            ("malformed body" = (value = json!({"code": 40001, "msg": "Parameter error", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+            ("locked out" = (value = json!({"code": 429, "msg": "Too many attempts, retry in 300 seconds", "correlation_id": "1b4e28ba-2fa1-4d2b-883f-0016d3cca427"}))),
+        ))))]
+pub(crate) async fn update_settings(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,

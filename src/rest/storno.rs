@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::{AuthError, Viewer};
@@ -24,6 +26,104 @@ pub const INVALID_CODE_RETRY: &str = "Invalid code. Please try again.";
 pub const INVALID_CODE: &str = "Invalid code.";
 pub const INTERNAL: &str = "Internal server error.";
 
+/// `POST /api/v1/me/mfa/totp/setup` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupResponse {
+    /// Base32 secret for manual entry.
+    #[schema(example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
+    pub secret: String,
+    /// `data:image/png;base64,…` 300×300 greyscale PNG QR code of `otpauthUri`.
+    #[schema(example = "data:image/png;base64,iVBORw0KGgo…")]
+    pub qr_code: String,
+    #[schema(
+        example = "otpauth://totp/Twofold:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Twofold&algorithm=SHA1&digits=6&period=30"
+    )]
+    pub otpauth_uri: String,
+}
+
+/// `{code}`: a TOTP code (or, for disable, a recovery code).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CodeRequest {
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+/// Kind of code sent to `verify`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeType {
+    Totp,
+    Backup,
+}
+
+/// `{code, type}` for `verify`; `type` defaults to `totp`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    #[schema(example = "123456")]
+    pub code: String,
+    #[serde(rename = "type")]
+    pub kind: Option<CodeType>,
+}
+
+/// `enable` → 200: the 10 recovery ("backup") codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnableResponse {
+    #[schema(example = true)]
+    pub enabled: bool,
+    #[schema(example = json!(["7KQ2-MXR9-TDAB", "…"]))]
+    pub backup_codes: Vec<String>,
+}
+
+/// `disable` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DisableResponse {
+    #[schema(example = true)]
+    pub disabled: bool,
+}
+
+/// `backup-codes/regenerate` → 200: the new set, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupCodesResponse {
+    pub backup_codes: Vec<String>,
+}
+
+/// `status` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    pub totp_enabled: bool,
+    pub backup_codes_remaining: u64,
+    /// Always 0: Twofold manages TOTP only.
+    pub passkeys_count: u32,
+}
+
+/// `verify` → 200.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    #[schema(example = true)]
+    pub verified: bool,
+}
+
+/// Every Storno error but authentication: `{"error": "…"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = "Invalid code. Please try again.")]
+    pub error: String,
+}
+
+/// Authentication failures, in Storno's JWT-layer shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JwtErrorBody {
+    #[schema(example = 401)]
+    pub code: u16,
+    /// `JWT Token not found`, `Invalid JWT Token` or `Expired JWT Token`.
+    #[schema(example = "JWT Token not found")]
+    pub message: String,
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/me/mfa/totp/setup", post(setup))
@@ -35,7 +135,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    (
+        status,
+        Json(ErrorBody {
+            error: message.to_owned(),
+        }),
+    )
+        .into_response()
 }
 
 fn auth_error(e: AuthError) -> Response {
@@ -130,7 +236,16 @@ fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
     state.authenticate(headers).map_err(auth_error)
 }
 
-async fn setup(
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/setup", tag = "Storno",
+    summary = "Setup TOTP: a new pending secret with its QR code",
+    description = "Replaces any pending secret (the old QR code stops working). Refused while TOTP is enabled.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new pending secret", body = SetupResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
+        (status = 409, description = "`TOTP is already enabled.`", body = ErrorBody, example = json!({"error": "TOTP is already enabled."})),
+    ))]
+pub(crate) async fn setup(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -151,7 +266,19 @@ async fn setup(
     }
 }
 
-async fn enable(
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/enable", tag = "Storno",
+    summary = "Enable TOTP with a code of the pending secret",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Enabled; the recovery codes are shown once", body = EnableResponse),
+        (status = 400, description = "`Missing code.` or `Invalid JSON body.`", body = ErrorBody, example = json!({"error": "Missing code."})),
+        (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
+        (status = 409, description = "`TOTP is already enabled.`", body = ErrorBody, example = json!({"error": "TOTP is already enabled."})),
+        (status = 422, description = "Wrong code, or no pending setup", body = ErrorBody, example = json!({"error": "Invalid code. Please try again."})),
+        (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again")), example = json!({"error": "Too many attempts. Try again in 300 seconds."})),
+    ))]
+pub(crate) async fn enable(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -166,12 +293,27 @@ async fn enable(
         Err(r) => return r,
     };
     match state.service.enable(&viewer, &code, &cid.0).await {
-        Ok(e) => Json(json!({ "enabled": true, "backupCodes": e.recovery_codes })).into_response(),
+        Ok(e) => Json(EnableResponse {
+            enabled: true,
+            backup_codes: e.recovery_codes,
+        })
+        .into_response(),
         Err(e) => domain_error(Route::Enable, e),
     }
 }
 
-async fn disable(
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/disable", tag = "Storno",
+    summary = "Disable TOTP with a current TOTP code or an unused recovery code",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Disabled; secret and recovery codes deleted", body = DisableResponse),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody, example = json!({"error": "MFA is not enabled."})),
+        (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
+        (status = 422, description = "Wrong or replayed code", body = ErrorBody, example = json!({"error": "Invalid code. Please try again."})),
+        (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again"))),
+    ))]
+pub(crate) async fn disable(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -186,12 +328,23 @@ async fn disable(
         Err(r) => return r,
     };
     match state.service.disable(&viewer, &code, &cid.0).await {
-        Ok(_) => Json(json!({ "disabled": true })).into_response(),
+        Ok(_) => Json(DisableResponse { disabled: true }).into_response(),
         Err(e) => domain_error(Route::Disable, e),
     }
 }
 
-async fn regenerate(
+#[utoipa::path(post, path = "/api/v1/me/mfa/backup-codes/regenerate", tag = "Storno",
+    summary = "Replace the recovery codes (needs a current TOTP code)",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "The new set, shown once; the old set no longer works", body = BackupCodesResponse),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
+        (status = 422, description = "Wrong or replayed code", body = ErrorBody, example = json!({"error": "Invalid code. Please try again."})),
+        (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again"))),
+    ))]
+pub(crate) async fn regenerate(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -210,28 +363,48 @@ async fn regenerate(
         .regenerate_recovery_codes(&viewer, &code, &cid.0)
         .await
     {
-        Ok(codes) => Json(json!({ "backupCodes": codes })).into_response(),
+        Ok(codes) => Json(BackupCodesResponse {
+            backup_codes: codes,
+        })
+        .into_response(),
         Err(e) => domain_error(Route::Regenerate, e),
     }
 }
 
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/api/v1/me/mfa/status", tag = "Storno",
+    summary = "Two-factor status",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's status", body = StatusResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
+    ))]
+pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let viewer = match viewer(&state, &headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
     match state.service.status(&viewer.user_id).await {
-        Ok(s) => Json(json!({
-            "totpEnabled": s.enabled,
-            "backupCodesRemaining": s.recovery_codes_remaining,
-            "passkeysCount": 0,
-        }))
+        Ok(s) => Json(StatusResponse {
+            totp_enabled: s.enabled,
+            backup_codes_remaining: s.recovery_codes_remaining,
+            passkeys_count: 0,
+        })
         .into_response(),
         Err(e) => domain_error(Route::Verify, e),
     }
 }
 
-async fn verify(
+#[utoipa::path(post, path = "/api/v1/me/mfa/verify", tag = "Storno",
+    summary = "Verify a TOTP code (each time step once) or a recovery code (`type: backup`)",
+    security(("bearer" = [])),
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Verified", body = VerifyResponse),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody),
+        (status = 401, description = "Wrong or replayed code (`{\"error\":\"Invalid code.\"}`), or a missing/invalid/expired token (`{\"code\":401,\"message\":…}`)", body = ErrorBody, example = json!({"error": "Invalid code."})),
+        (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again")), example = json!({"error": "Too many attempts. Try again in 300 seconds."})),
+    ))]
+pub(crate) async fn verify(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
     headers: HeaderMap,
@@ -260,7 +433,7 @@ async fn verify(
         state.service.verify(&viewer, &code, &cid.0).await
     };
     match result {
-        Ok(_) => Json(json!({ "verified": true })).into_response(),
+        Ok(_) => Json(VerifyResponse { verified: true }).into_response(),
         Err(e) => domain_error(Route::Verify, e),
     }
 }

@@ -1,0 +1,80 @@
+//! `openapi.json` at the repository root is the OpenAPI document `/openapi.json` serves; this test
+//! fails when a route or shape changes without updating it (`TWOFOLD_UPDATE_SNAPSHOTS=1` rewrites it).
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+
+#[test]
+fn openapi_json_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let doc = twofold::rest::openapi_json();
+    if std::env::var("TWOFOLD_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(path, doc).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == doc,
+        "openapi.json is out of date: run TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test openapi"
+    );
+}
+
+#[tokio::test]
+async fn every_rest_route_is_documented_and_served() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/user/setting/2fa", "get"),
+        ("/api/v4/user/setting/2fa", "get"),
+        ("/user/setting", "patch"),
+        ("/api/v4/user/setting", "patch"),
+        ("/api/v1/me/mfa/totp/setup", "post"),
+        ("/api/v1/me/mfa/totp/enable", "post"),
+        ("/api/v1/me/mfa/totp/disable", "post"),
+        ("/api/v1/me/mfa/backup-codes/regenerate", "post"),
+        ("/api/v1/me/mfa/status", "get"),
+        ("/api/v1/me/mfa/verify", "post"),
+    ] {
+        let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
+        assert!(op.is_object(), "{method} {path}");
+        assert_eq!(
+            op["security"][0]["bearer"],
+            serde_json::json!([]),
+            "{path} needs the bearer scheme"
+        );
+        // Every documented route exists on the router (no 404/405).
+        let (status, _, _) = app
+            .send(
+                method.to_uppercase().parse::<Method>().unwrap(),
+                path,
+                None,
+                Some("{}"),
+                &[],
+            )
+            .await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
+    assert_eq!(paths.len(), 10, "only these routes");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let (status, headers, sdl) = app
+        .send(Method::GET, "/schema.graphql", None, None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(String::from_utf8(sdl).unwrap(), twofold::graphql::sdl());
+}
