@@ -72,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/openapi.json", get(openapi_json))
         .route("/schema.graphql", get(schema_sdl))
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::rest::cloudreve::routes())
@@ -131,6 +132,16 @@ async fn observe(mut req: Request, next: Next) -> Response {
         .get::<OperationName>()
         .map(|o| o.0.clone());
     let status = response.status().as_u16();
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route.clone()),
+        ("operation", operation.clone().unwrap_or_default()),
+    ];
+    metrics::histogram!("twofold_http_request_duration_seconds", &labels)
+        .record(latency.as_secs_f64());
+    let mut labels = labels.to_vec();
+    labels.push(("status", status.to_string()));
+    metrics::counter!("twofold_http_requests_total", &labels).increment(1);
     tracing::info!(
         parent: &span,
         method = %method,
@@ -168,6 +179,17 @@ async fn schema_sdl() -> Response {
     static SDL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sdl = SDL.get_or_init(crate::graphql::sdl).as_str();
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], sdl).into_response()
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -256,13 +278,6 @@ fn graphql_request_error(
     )
 }
 
-fn operation_label(request: &async_graphql::Request) -> String {
-    request
-        .operation_name
-        .clone()
-        .unwrap_or_else(|| "anonymous".to_owned())
-}
-
 async fn execute(
     state: &AppState,
     cid: CorrelationId,
@@ -270,8 +285,8 @@ async fn execute(
     batch: BatchRequest,
 ) -> Response {
     let label = match &batch {
-        BatchRequest::Single(r) => operation_label(r),
-        BatchRequest::Batch(v) => format!("batch({})", v.len()),
+        BatchRequest::Single(r) => operation_info(r).1,
+        BatchRequest::Batch(_) => "batch".to_owned(),
     };
     let data = RequestData {
         service: state.service.clone(),
@@ -373,21 +388,63 @@ fn parse_batch(bytes: &[u8]) -> Result<BatchRequest, String> {
     serde_json::from_value(value).map_err(|_| SHAPE.to_owned())
 }
 
-/// Whether the operation that `request` selects is a mutation (GET may not run one).
-fn selects_mutation(request: &async_graphql::Request) -> bool {
-    use async_graphql::parser::types::DocumentOperations;
+/// Root fields a metric label may name (bounded: never a client-chosen string).
+const ROOT_FIELDS: &[&str] = &[
+    "twoFactor",
+    "prepareTwoFactor",
+    "setupTotp",
+    "enableTotp",
+    "verifyTotp",
+    "useRecoveryCode",
+    "disableTotp",
+    "regenerateRecoveryCodes",
+    "__schema",
+    "__type",
+    "__typename",
+];
+
+/// What the operation `request` selects is: whether it is a mutation (GET may not run one) and a
+/// bounded label for logs and metrics (its root fields, e.g. `setupTotp`).
+fn operation_info(request: &async_graphql::Request) -> (bool, String) {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
+        return (false, "invalid".to_owned());
     };
-    match &doc.operations {
-        DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
+    let op = match &doc.operations {
+        DocumentOperations::Single(op) => Some(op),
         DocumentOperations::Multiple(ops) => match &request.operation_name {
-            Some(name) => ops
-                .get(name.as_str())
-                .is_some_and(|op| op.node.ty == OperationType::Mutation),
-            None => ops.values().any(|op| op.node.ty == OperationType::Mutation),
+            Some(name) => ops.get(name.as_str()),
+            None => ops.values().next(),
         },
-    }
+    };
+    let Some(op) = op else {
+        return (false, "invalid".to_owned());
+    };
+    let mut fields: Vec<&str> = op
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .filter_map(|item| match &item.node {
+            Selection::Field(f) => Some(
+                ROOT_FIELDS
+                    .iter()
+                    .copied()
+                    .find(|n| *n == f.node.name.node.as_str())
+                    .unwrap_or("other"),
+            ),
+            _ => None,
+        })
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let label = if fields.is_empty() {
+        "other".to_owned()
+    } else {
+        fields.join(",")
+    };
+    (op.node.ty == OperationType::Mutation, label)
 }
 
 async fn graphql_get(
@@ -408,7 +465,7 @@ async fn graphql_get(
             );
         }
     };
-    if method == Method::GET && selects_mutation(&request) {
+    if method == Method::GET && operation_info(&request).0 {
         let mut response = graphql_request_error(
             StatusCode::METHOD_NOT_ALLOWED,
             &headers,

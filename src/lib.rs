@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod rest;
 pub mod service;
 pub mod store;
@@ -29,6 +30,7 @@ use crate::service::TwoFactor;
 impl AppState {
     /// Assembles the application state (builds the GraphQL schema).
     pub fn new(service: TwoFactor, auth: Authenticator, options: HttpOptions) -> Self {
+        crate::metrics::handle();
         AppState {
             service,
             auth: Arc::new(auth),

@@ -176,6 +176,29 @@ pub struct TwoFactor {
     clock: Arc<dyn Clock>,
 }
 
+/// The Prometheus counter behind each audit event kind.
+fn count(kind: EventKind) {
+    use metrics::counter;
+    match kind {
+        EventKind::SetupStarted => counter!("twofold_enrolments_total").increment(1),
+        EventKind::Enabled => counter!("twofold_enables_total").increment(1),
+        EventKind::Disabled => counter!("twofold_disables_total").increment(1),
+        EventKind::RecoveryCodesRegenerated => counter!("twofold_recovery_codes_regenerated_total").increment(1),
+        EventKind::LockedOut => counter!("twofold_lockouts_total").increment(1),
+        EventKind::Verified => {
+            counter!("twofold_verifications_total", "method" => "totp", "result" => "success").increment(1)
+        }
+        EventKind::RecoveryCodeUsed => {
+            counter!("twofold_verifications_total", "method" => "recovery_code", "result" => "success").increment(1)
+        }
+        EventKind::VerifyFailed => counter!("twofold_verifications_total", "result" => "failure").increment(1),
+        EventKind::CodeReplayed => {
+            counter!("twofold_verifications_total", "result" => "failure").increment(1);
+            counter!("twofold_replays_refused_total").increment(1);
+        }
+    }
+}
+
 fn params_of(c: &credential::Model) -> Result<TotpParams, DomainError> {
     let algorithm: Algorithm = c.algorithm.parse().map_err(DomainError::Internal)?;
     Ok(TotpParams {
@@ -230,7 +253,9 @@ impl TwoFactor {
         self.clock.now_ms()
     }
 
+    /// Records an audit event and counts it in the metrics (one place for both).
     async fn audit(&self, user_id: &str, kind: EventKind, at: i64, correlation_id: &str) {
+        count(kind);
         if let Err(error) = self
             .store
             .add_event(user_id, kind.as_str(), at, Some(correlation_id))

@@ -336,3 +336,38 @@ async fn health_and_readiness() {
     let (status, _) = app.json(Method::GET, "/no/such/route", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_domain_events() {
+    let app = TestApp::spawn().await;
+    let t = token("metrics-user");
+    app.graphql(
+        Some(&t),
+        "mutation SetupForMetrics { setupTotp { __typename } }",
+        json!({}),
+    )
+    .await;
+    app.json(
+        Method::POST,
+        "/api/v1/me/mfa/verify",
+        Some(&t),
+        Some(r#"{"code":"123456"}"#),
+    )
+    .await;
+    let (status, headers, body) = app.send(Method::GET, "/metrics", None, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(body).unwrap();
+    for needle in [
+        "twofold_enrolments_total",
+        "twofold_http_requests_total{method=\"POST\",route=\"/graphql\",operation=\"setupTotp\",status=\"200\"}",
+        "twofold_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/me/mfa/verify\"",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}

@@ -189,7 +189,7 @@ impl Store {
                     .finally(Expr::col(C::LockedUntil))
                     .into(),
             )
-            .col_expr(C::UpdatedAt, Expr::val(now).into())
+            .col_expr(C::UpdatedAt, Expr::val(now))
             .filter(C::UserId.eq(user_id))
             .filter(not_locked(now))
             .exec_with_returning(&self.db)
@@ -234,13 +234,13 @@ impl Store {
         use credential::Column as C;
         let txn = self.db.begin().await?;
         let updated = credential::Entity::update_many()
-            .col_expr(C::Enabled, Expr::val(true).into())
-            .col_expr(C::EnabledAt, Expr::val(now).into())
-            .col_expr(C::PendingExpiresAt, Expr::val(Option::<i64>::None).into())
-            .col_expr(C::LastUsedStep, Expr::val(step).into())
-            .col_expr(C::FailedAttempts, Expr::val(0).into())
-            .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None).into())
-            .col_expr(C::UpdatedAt, Expr::val(now).into())
+            .col_expr(C::Enabled, Expr::val(true))
+            .col_expr(C::EnabledAt, Expr::val(now))
+            .col_expr(C::PendingExpiresAt, Expr::val(Option::<i64>::None))
+            .col_expr(C::LastUsedStep, Expr::val(step))
+            .col_expr(C::FailedAttempts, Expr::val(0))
+            .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
+            .col_expr(C::UpdatedAt, Expr::val(now))
             .filter(C::UserId.eq(user_id))
             .filter(C::Enabled.eq(false))
             .filter(C::PendingExpiresAt.gt(now))
@@ -341,9 +341,9 @@ impl Store {
                 .rows_affected
         } else {
             credential::Entity::update_many()
-                .col_expr(C::FailedAttempts, Expr::val(0).into())
-                .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None).into())
-                .col_expr(C::UpdatedAt, Expr::val(now).into())
+                .col_expr(C::FailedAttempts, Expr::val(0))
+                .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
+                .col_expr(C::UpdatedAt, Expr::val(now))
                 .filter(C::UserId.eq(user_id))
                 .filter(C::Enabled.eq(true))
                 .filter(not_locked(now))
@@ -439,14 +439,14 @@ async fn consume_step_on<C: ConnectionTrait>(
 ) -> Result<bool, DbErr> {
     use credential::Column as C;
     let mut update = credential::Entity::update_many()
-        .col_expr(C::LastUsedStep, Expr::val(step).into())
-        .col_expr(C::FailedAttempts, Expr::val(0).into())
-        .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None).into())
-        .col_expr(C::UpdatedAt, Expr::val(now).into());
+        .col_expr(C::LastUsedStep, Expr::val(step))
+        .col_expr(C::FailedAttempts, Expr::val(0))
+        .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
+        .col_expr(C::UpdatedAt, Expr::val(now));
     if let Some(reseal) = reseal {
         update = update
-            .col_expr(C::Secret, Expr::val(reseal.secret).into())
-            .col_expr(C::KeyId, Expr::val(reseal.key_id).into());
+            .col_expr(C::Secret, Expr::val(reseal.secret))
+            .col_expr(C::KeyId, Expr::val(reseal.key_id));
     }
     let result = update
         .filter(C::UserId.eq(user_id))
