@@ -77,6 +77,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::rest::cloudreve::routes())
         .merge(crate::rest::storno::routes())
+        .merge(crate::playground::routes())
         .route_layer(middleware::from_fn(observe))
         .fallback(not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod playground;
 pub mod rest;
 pub mod service;
 pub mod store;
