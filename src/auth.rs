@@ -48,9 +48,7 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("algorithms", &self.validation.algorithms)
-            .finish_non_exhaustive()
+        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
     }
 }
 
@@ -91,22 +89,19 @@ impl Authenticator {
     /// Authenticates the value of an `Authorization` header.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Viewer, AuthError> {
         let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                let reason = match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    _ => AuthError::Invalid,
-                };
-                tracing::debug!(error = %e, "bearer token rejected");
-                reason
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            let reason = match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            };
+            tracing::debug!(error = %e, "bearer token rejected");
+            reason
+        })?;
         let claims = data.claims;
         let sub = match claims.sub {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s,
             _ => {
-                tracing::debug!(
-                    "bearer token rejected: sub missing, empty, not a string or over 255 bytes"
-                );
+                tracing::debug!("bearer token rejected: sub missing, empty, not a string or over 255 bytes");
                 return Err(AuthError::Invalid);
             }
         };
@@ -122,13 +117,9 @@ impl Authenticator {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
             _ => None,
         };
-        let account_name = non_empty(claims.email)
-            .or_else(|| non_empty(claims.preferred_username))
-            .unwrap_or_else(|| sub.clone());
-        Ok(Viewer {
-            user_id: sub,
-            account_name,
-        })
+        let account_name =
+            non_empty(claims.email).or_else(|| non_empty(claims.preferred_username)).unwrap_or_else(|| sub.clone());
+        Ok(Viewer { user_id: sub, account_name })
     }
 }
 

@@ -88,40 +88,20 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct Settings {
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "TWOFOLD_BIND",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_BIND", default_value = "127.0.0.1:8080", global = true)]
     pub bind: SocketAddr,
 
     /// Database URL: `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
-    #[arg(
-        long,
-        env = "TWOFOLD_DATABASE_URL",
-        default_value = "sqlite://twofold.db",
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_DATABASE_URL", default_value = "sqlite://twofold.db", global = true)]
     pub database_url: String,
 
     /// Maximum database connections in the pool.
-    #[arg(
-        long,
-        env = "TWOFOLD_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub database_max_connections: u32,
 
     /// HMAC key for HS256/HS384/HS512 bearer tokens. Without any JWT key Twofold runs in dev
     /// mode with a random per-run key and prints a demo token.
-    #[arg(
-        long,
-        env = "TWOFOLD_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
 
     /// Path to a PEM public key for RS*/PS*/ES*/EdDSA bearer tokens (needs TWOFOLD_JWT_ALGORITHMS).
@@ -142,12 +122,7 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
 
     /// Clock leeway for `exp` and `nbf`, in seconds.
-    #[arg(
-        long,
-        env = "TWOFOLD_JWT_LEEWAY_SECONDS",
-        default_value_t = 30,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_JWT_LEEWAY_SECONDS", default_value_t = 30, global = true)]
     pub jwt_leeway_seconds: u64,
 
     /// Issuer shown in authenticator apps and written into otpauth URIs.
@@ -163,12 +138,7 @@ pub struct Settings {
     pub totp_skew: u16,
 
     /// HMAC algorithm for new enrolments: SHA1, SHA256 or SHA512.
-    #[arg(
-        long,
-        env = "TWOFOLD_TOTP_ALGORITHM",
-        default_value = "SHA1",
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_TOTP_ALGORITHM", default_value = "SHA1", global = true)]
     pub totp_algorithm: String,
 
     /// Code length for new enrolments: 6 or 8.
@@ -180,40 +150,20 @@ pub struct Settings {
     pub totp_period: u32,
 
     /// Consecutive failed code checks before the credential is locked.
-    #[arg(
-        long,
-        env = "TWOFOLD_MAX_FAILED_ATTEMPTS",
-        default_value_t = 5,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_MAX_FAILED_ATTEMPTS", default_value_t = 5, global = true)]
     pub max_failed_attempts: u32,
 
     /// How long a lockout lasts, in seconds.
-    #[arg(
-        long,
-        env = "TWOFOLD_LOCKOUT_SECONDS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_LOCKOUT_SECONDS", default_value_t = 300, global = true)]
     pub lockout_seconds: u64,
 
     /// 32-byte base64 key encrypting TOTP secrets at rest (AES-256-GCM). Without it, SQLite
     /// deployments generate `twofold.key` beside the database; PostgreSQL refuses to start.
-    #[arg(
-        long,
-        env = "TWOFOLD_ENCRYPTION_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_ENCRYPTION_KEY", hide_env_values = true, global = true)]
     pub encryption_key: Option<String>,
 
     /// Comma-separated older base64 keys, used only to decrypt rows written before a rotation.
-    #[arg(
-        long,
-        env = "TWOFOLD_ENCRYPTION_KEYS_OLD",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "TWOFOLD_ENCRYPTION_KEYS_OLD", hide_env_values = true, global = true)]
     pub encryption_keys_old: Option<String>,
 
     /// How long audit events are kept before the background pruner deletes them.
@@ -245,13 +195,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 /// Parses `600`, `600s`, `10m`, `1h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 600, 600s, 10m, 1h)"))?;
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration (e.g. 600, 600s, 10m, 1h)"))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -259,9 +205,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(format!("`{text}` has an unknown unit (use s, m, h or d)")),
     };
-    n.checked_mul(factor)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too long"))
+    n.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// The JWT setup: how tokens are verified, and whether this is dev mode.
@@ -278,11 +222,8 @@ fn parse_algorithms(list: &str) -> Result<Vec<JwtAlgorithm>, ConfigError> {
         if name.eq_ignore_ascii_case("none") {
             return err("TWOFOLD_JWT_ALGORITHMS must not contain `none`");
         }
-        let alg: JwtAlgorithm = name.parse().map_err(|_| {
-            ConfigError(format!(
-                "TWOFOLD_JWT_ALGORITHMS: unknown algorithm `{name}`"
-            ))
-        })?;
+        let alg: JwtAlgorithm =
+            name.parse().map_err(|_| ConfigError(format!("TWOFOLD_JWT_ALGORITHMS: unknown algorithm `{name}`")))?;
         if !out.contains(&alg) {
             out.push(alg);
         }
@@ -294,18 +235,13 @@ fn parse_algorithms(list: &str) -> Result<Vec<JwtAlgorithm>, ConfigError> {
 }
 
 fn is_hmac(alg: JwtAlgorithm) -> bool {
-    matches!(
-        alg,
-        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
-    )
+    matches!(alg, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
 }
 
 impl Settings {
     /// Validates the settings every subcommand that touches data needs.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(crate::store::is_sqlite_url(&self.database_url)
-            || crate::store::is_postgres_url(&self.database_url))
-        {
+        if !(crate::store::is_sqlite_url(&self.database_url) || crate::store::is_postgres_url(&self.database_url)) {
             return err("TWOFOLD_DATABASE_URL must start with sqlite:// or postgres://");
         }
         if self.database_max_connections == 0 {
@@ -328,51 +264,31 @@ impl Settings {
         let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
         let rules = self.claim_rules();
         match (secret, &self.jwt_public_key) {
-            (Some(_), Some(_)) => {
-                err("set either TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY, not both")
-            }
+            (Some(_), Some(_)) => err("set either TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY, not both"),
             (Some(secret), None) => {
-                let algorithms =
-                    parse_algorithms(self.jwt_algorithms.as_deref().unwrap_or("HS256"))?;
+                let algorithms = parse_algorithms(self.jwt_algorithms.as_deref().unwrap_or("HS256"))?;
                 if let Some(bad) = algorithms.iter().find(|a| !is_hmac(**a)) {
                     return err(format!(
                         "TWOFOLD_JWT_ALGORITHMS lists {bad:?}, which needs TWOFOLD_JWT_PUBLIC_KEY, not a secret"
                     ));
                 }
                 if secret.len() < 32 {
-                    tracing::warn!(
-                        "TWOFOLD_JWT_SECRET is shorter than 32 bytes; use a longer random secret"
-                    );
+                    tracing::warn!("TWOFOLD_JWT_SECRET is shorter than 32 bytes; use a longer random secret");
                 }
-                let authenticator = Authenticator::new(
-                    DecodingKey::from_secret(secret.as_bytes()),
-                    algorithms.clone(),
-                    &rules,
-                );
-                Ok(JwtSetup {
-                    authenticator,
-                    algorithms,
-                    dev_secret: None,
-                })
+                let authenticator =
+                    Authenticator::new(DecodingKey::from_secret(secret.as_bytes()), algorithms.clone(), &rules);
+                Ok(JwtSetup { authenticator, algorithms, dev_secret: None })
             }
             (None, Some(path)) => {
                 let Some(list) = self.jwt_algorithms.as_deref() else {
-                    return err(
-                        "TWOFOLD_JWT_PUBLIC_KEY needs an explicit TWOFOLD_JWT_ALGORITHMS (e.g. RS256)",
-                    );
+                    return err("TWOFOLD_JWT_PUBLIC_KEY needs an explicit TWOFOLD_JWT_ALGORITHMS (e.g. RS256)");
                 };
                 let algorithms = parse_algorithms(list)?;
                 if algorithms.iter().any(|a| is_hmac(*a)) {
-                    return err(
-                        "TWOFOLD_JWT_ALGORITHMS lists an HS algorithm together with a public key",
-                    );
+                    return err("TWOFOLD_JWT_ALGORITHMS lists an HS algorithm together with a public key");
                 }
-                let pem = std::fs::read(path).map_err(|e| {
-                    ConfigError(format!(
-                        "cannot read TWOFOLD_JWT_PUBLIC_KEY {}: {e}",
-                        path.display()
-                    ))
-                })?;
+                let pem = std::fs::read(path)
+                    .map_err(|e| ConfigError(format!("cannot read TWOFOLD_JWT_PUBLIC_KEY {}: {e}", path.display())))?;
                 let family = |a: &JwtAlgorithm| match a {
                     JwtAlgorithm::RS256
                     | JwtAlgorithm::RS384
@@ -408,44 +324,28 @@ impl Settings {
             }
             (None, None) => {
                 if self.jwt_algorithms.is_some() {
-                    return err(
-                        "TWOFOLD_JWT_ALGORITHMS is set but no TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY",
-                    );
+                    return err("TWOFOLD_JWT_ALGORITHMS is set but no TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY");
                 }
                 let mut secret = vec![0u8; 32];
                 getrandom::fill(&mut secret)
                     .map_err(|_| ConfigError("the OS random number generator failed".into()))?;
                 let algorithms = vec![JwtAlgorithm::HS256];
-                let authenticator = Authenticator::new(
-                    DecodingKey::from_secret(&secret),
-                    algorithms.clone(),
-                    &rules,
-                );
-                Ok(JwtSetup {
-                    authenticator,
-                    algorithms,
-                    dev_secret: Some(secret),
-                })
+                let authenticator = Authenticator::new(DecodingKey::from_secret(&secret), algorithms.clone(), &rules);
+                Ok(JwtSetup { authenticator, algorithms, dev_secret: Some(secret) })
             }
         }
     }
 
     pub fn totp_params(&self) -> Result<TotpParams, ConfigError> {
-        let algorithm: Algorithm = self
-            .totp_algorithm
-            .parse()
-            .map_err(|e| ConfigError(format!("TWOFOLD_TOTP_ALGORITHM: {e}")))?;
+        let algorithm: Algorithm =
+            self.totp_algorithm.parse().map_err(|e| ConfigError(format!("TWOFOLD_TOTP_ALGORITHM: {e}")))?;
         if !matches!(self.totp_digits, 6 | 8) {
             return err("TWOFOLD_TOTP_DIGITS must be 6 or 8");
         }
         if !(15..=120).contains(&self.totp_period) {
             return err("TWOFOLD_TOTP_PERIOD must be between 15 and 120 seconds");
         }
-        Ok(TotpParams {
-            algorithm,
-            digits: self.totp_digits,
-            period: self.totp_period,
-        })
+        Ok(TotpParams { algorithm, digits: self.totp_digits, period: self.totp_period })
     }
 
     pub fn service_settings(&self) -> Result<ServiceSettings, ConfigError> {
@@ -484,18 +384,10 @@ impl Settings {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|k| {
-                crypto::decode_key(k)
-                    .map_err(|e| ConfigError(format!("TWOFOLD_ENCRYPTION_KEYS_OLD: a key {e}")))
-            })
+            .map(|k| crypto::decode_key(k).map_err(|e| ConfigError(format!("TWOFOLD_ENCRYPTION_KEYS_OLD: a key {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(key) = self
-            .encryption_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-        {
-            let current = crypto::decode_key(key)
-                .map_err(|e| ConfigError(format!("TWOFOLD_ENCRYPTION_KEY {e}")))?;
+        if let Some(key) = self.encryption_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            let current = crypto::decode_key(key).map_err(|e| ConfigError(format!("TWOFOLD_ENCRYPTION_KEY {e}")))?;
             return Ok(Keyring::new(&current, &old));
         }
         if !crate::store::is_sqlite_url(&self.database_url) {
@@ -511,9 +403,7 @@ impl Settings {
 
 /// `twofold.key` beside the SQLite database file.
 pub fn key_file_path(database_url: &str) -> PathBuf {
-    let rest = database_url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//");
+    let rest = database_url.trim_start_matches("sqlite:").trim_start_matches("//");
     let file = rest.split('?').next().unwrap_or("");
     let dir = match Path::new(file).parent() {
         Some(p) if !p.as_os_str().is_empty() && file != ":memory:" => p.to_path_buf(),
@@ -524,8 +414,7 @@ pub fn key_file_path(database_url: &str) -> PathBuf {
 
 fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], ConfigError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => crypto::decode_key(&text)
-            .map_err(|e| ConfigError(format!("{}: the key {e}", path.display()))),
+        Ok(text) => crypto::decode_key(&text).map_err(|e| ConfigError(format!("{}: the key {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = crypto::generate_key().map_err(|e| ConfigError(e.to_string()))?;
             write_private_file(path, &key)
@@ -572,10 +461,7 @@ mod tests {
 
     #[test]
     fn key_file_sits_beside_the_database() {
-        assert_eq!(
-            key_file_path("sqlite://twofold.db"),
-            PathBuf::from("./twofold.key")
-        );
+        assert_eq!(key_file_path("sqlite://twofold.db"), PathBuf::from("./twofold.key"));
         assert_eq!(
             key_file_path("sqlite:///var/lib/twofold/t.db?mode=rwc"),
             PathBuf::from("/var/lib/twofold/twofold.key")

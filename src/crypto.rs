@@ -29,15 +29,10 @@ impl Key {
     fn new(raw: &[u8; 32]) -> Self {
         let digest = Sha256::digest(raw);
         let id = format!("k{}", data_encoding::HEXLOWER.encode(&digest[..6]));
-        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(raw)
-            .expect("HMAC takes keys of any length");
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(raw).expect("HMAC takes keys of any length");
         mac.update(b"twofold recovery-code hash key v1");
         let recovery_hmac_key: [u8; 32] = mac.finalize().into_bytes().into();
-        Key {
-            id,
-            cipher: Aes256Gcm::new(raw.into()),
-            recovery_hmac_key,
-        }
+        Key { id, cipher: Aes256Gcm::new(raw.into()), recovery_hmac_key }
     }
 }
 
@@ -49,10 +44,7 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("current", &self.current.id)
-            .field("old", &self.old.len())
-            .finish()
+        f.debug_struct("Keyring").field("current", &self.current.id).field("old", &self.old.len()).finish()
     }
 }
 
@@ -68,9 +60,7 @@ pub fn decode_key(text: &str) -> Result<[u8; 32], String> {
     .iter()
     .find_map(|enc| enc.decode(text.as_bytes()).ok())
     .ok_or_else(|| "is not valid base64".to_owned())?;
-    decoded
-        .try_into()
-        .map_err(|v: Vec<u8>| format!("must decode to 32 bytes, got {}", v.len()))
+    decoded.try_into().map_err(|v: Vec<u8>| format!("must decode to 32 bytes, got {}", v.len()))
 }
 
 /// A fresh random 32-byte key, base64-encoded.
@@ -82,10 +72,7 @@ pub fn generate_key() -> Result<String, CryptoError> {
 
 impl Keyring {
     pub fn new(current: &[u8; 32], old: &[[u8; 32]]) -> Self {
-        Keyring {
-            current: Key::new(current),
-            old: old.iter().map(Key::new).collect(),
-        }
+        Keyring { current: Key::new(current), old: old.iter().map(Key::new).collect() }
     }
 
     pub fn current_key_id(&self) -> &str {
@@ -107,13 +94,7 @@ impl Keyring {
         let ciphertext = self
             .current
             .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: user_id.as_bytes(),
-                },
-            )
+            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: user_id.as_bytes() })
             .map_err(|_| CryptoError::Corrupt)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
@@ -130,13 +111,7 @@ impl Keyring {
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Corrupt)?;
         key.cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: user_id.as_bytes(),
-                },
-            )
+            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: user_id.as_bytes() })
             .map_err(|_| CryptoError::Corrupt)
     }
 
@@ -178,33 +153,16 @@ mod tests {
         let (sealed, kid) = old.seal("alice", b"secret bytes").unwrap();
         assert!(!sealed.windows(12).any(|w| w == b"secret bytes"));
         let rotated = Keyring::new(&[2; 32], &[[1; 32]]);
-        assert_eq!(
-            rotated.open("alice", &kid, &sealed).unwrap(),
-            b"secret bytes"
-        );
+        assert_eq!(rotated.open("alice", &kid, &sealed).unwrap(), b"secret bytes");
         assert!(rotated.is_stale(&kid));
-        assert!(
-            rotated.open("bob", &kid, &sealed).is_err(),
-            "bound to the user"
-        );
-        assert!(
-            Keyring::new(&[3; 32], &[])
-                .open("alice", &kid, &sealed)
-                .is_err()
-        );
-        assert!(
-            rotated
-                .recovery_hash_candidates("alice", "ABCD")
-                .contains(&old.recovery_hash("alice", "ABCD"))
-        );
+        assert!(rotated.open("bob", &kid, &sealed).is_err(), "bound to the user");
+        assert!(Keyring::new(&[3; 32], &[]).open("alice", &kid, &sealed).is_err());
+        assert!(rotated.recovery_hash_candidates("alice", "ABCD").contains(&old.recovery_hash("alice", "ABCD")));
     }
 
     #[test]
     fn keys_decode_from_base64() {
-        assert_eq!(
-            decode_key(&data_encoding::BASE64.encode(&[7; 32])).unwrap(),
-            [7; 32]
-        );
+        assert_eq!(decode_key(&data_encoding::BASE64.encode(&[7; 32])).unwrap(), [7; 32]);
         assert!(decode_key("c2hvcnQ=").is_err());
         assert!(decode_key("not base64!").is_err());
     }

@@ -50,11 +50,7 @@ pub struct HttpOptions {
 
 impl AppState {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Viewer, AuthError> {
-        self.auth.authenticate(
-            headers
-                .get(header::AUTHORIZATION)
-                .map(HeaderValue::as_bytes),
-        )
+        self.auth.authenticate(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
     }
 }
 
@@ -80,22 +76,14 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::playground::routes())
         .route_layer(middleware::from_fn(observe))
         .fallback(not_found)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .with_state(state)
 }
 
 fn valid_client_correlation_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?.trim();
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_owned())
 }
 
@@ -103,43 +91,28 @@ fn valid_client_correlation_id(value: &HeaderValue) -> Option<String> {
 /// string, a body or a header value).
 async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let client_cid = req
-        .headers()
-        .get(&CLOUDREVE_CORRELATION_HEADER)
-        .and_then(valid_client_correlation_id);
-    let cid = client_cid
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_cid = req.headers().get(&CLOUDREVE_CORRELATION_HEADER).and_then(valid_client_correlation_id);
+    let cid = client_cid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(CorrelationId(cid.clone()));
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("", |p| p.as_str()).to_owned();
     let span = tracing::info_span!("request", correlation_id = %cid);
     let mut response = next.run(req).instrument(span.clone()).await;
     let latency = started.elapsed();
     if let Ok(v) = HeaderValue::from_str(&cid) {
         response.headers_mut().insert(CORRELATION_HEADER, v.clone());
         if client_cid.is_some() {
-            response
-                .headers_mut()
-                .insert(CLOUDREVE_CORRELATION_HEADER, v);
+            response.headers_mut().insert(CLOUDREVE_CORRELATION_HEADER, v);
         }
     }
-    let operation = response
-        .extensions()
-        .get::<OperationName>()
-        .map(|o| o.0.clone());
+    let operation = response.extensions().get::<OperationName>().map(|o| o.0.clone());
     let status = response.status().as_u16();
     let labels = [
         ("method", method.as_str().to_owned()),
         ("route", route.clone()),
         ("operation", operation.clone().unwrap_or_default()),
     ];
-    metrics::histogram!("twofold_http_request_duration_seconds", &labels)
-        .record(latency.as_secs_f64());
+    metrics::histogram!("twofold_http_request_duration_seconds", &labels).record(latency.as_secs_f64());
     let mut labels = labels.to_vec();
     labels.push(("status", status.to_string()));
     metrics::counter!("twofold_http_requests_total", &labels).increment(1);
@@ -157,11 +130,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "Internal server error."})),
-    )
-        .into_response()
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "Internal server error."}))).into_response()
 }
 
 async fn not_found() -> Response {
@@ -169,11 +138,7 @@ async fn not_found() -> Response {
 }
 
 async fn openapi_json() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::rest::openapi_json(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::rest::openapi_json()).into_response()
 }
 
 async fn schema_sdl() -> Response {
@@ -183,14 +148,7 @@ async fn schema_sdl() -> Response {
 }
 
 async fn metrics_text() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::metrics::render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render()).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -202,11 +160,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
         }
     }
 }
@@ -220,17 +174,12 @@ pub enum BodyError {
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`].
 pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(BodyError::TooLarge);
     }
-    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
         Err(_) => Err(BodyError::Unreadable),
@@ -241,15 +190,9 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 /// `application/graphql-response+json` when the client lists it before `application/json`.
 fn graphql_content_type(headers: &HeaderMap) -> &'static str {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let position = |needle: &str| accept.find(needle);
-    match (
-        position(GRAPHQL_RESPONSE_JSON),
-        position("application/json"),
-    ) {
+    match (position(GRAPHQL_RESPONSE_JSON), position("application/json")) {
         (Some(g), Some(j)) if g < j => GRAPHQL_RESPONSE_JSON,
         (Some(_), None) => GRAPHQL_RESPONSE_JSON,
         _ => "application/json",
@@ -258,42 +201,23 @@ fn graphql_content_type(headers: &HeaderMap) -> &'static str {
 
 fn graphql_json(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
 /// A request-level GraphQL error (`{"errors":[{"message":…}]}`).
-fn graphql_request_error(
-    status: StatusCode,
-    headers: &HeaderMap,
-    message: &str,
-    code: &str,
-) -> Response {
+fn graphql_request_error(status: StatusCode, headers: &HeaderMap, message: &str, code: &str) -> Response {
     let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    graphql_json(
-        status,
-        graphql_content_type(headers),
-        body.to_string().into_bytes(),
-    )
+    graphql_json(status, graphql_content_type(headers), body.to_string().into_bytes())
 }
 
-async fn execute(
-    state: &AppState,
-    cid: CorrelationId,
-    headers: &HeaderMap,
-    batch: BatchRequest,
-) -> Response {
+async fn execute(state: &AppState, cid: CorrelationId, headers: &HeaderMap, batch: BatchRequest) -> Response {
     let label = match &batch {
         BatchRequest::Single(r) => operation_info(r).1,
         BatchRequest::Batch(_) => "batch".to_owned(),
     };
-    let data = RequestData {
-        service: state.service.clone(),
-        viewer: state.authenticate(headers),
-        correlation_id: cid.0,
-    };
+    let data =
+        RequestData { service: state.service.clone(), viewer: state.authenticate(headers), correlation_id: cid.0 };
     let batch = match batch {
         BatchRequest::Single(r) => BatchRequest::Single(r.data(data)),
         BatchRequest::Batch(v) => BatchRequest::Batch(
@@ -353,12 +277,7 @@ async fn graphql_post(
     let batch = match parse_batch(&bytes) {
         Ok(b) => b,
         Err(message) => {
-            return graphql_request_error(
-                StatusCode::BAD_REQUEST,
-                &headers,
-                &message,
-                "BAD_REQUEST",
-            );
+            return graphql_request_error(StatusCode::BAD_REQUEST, &headers, &message, "BAD_REQUEST");
         }
     };
     execute(&state, cid, &headers, batch).await
@@ -367,21 +286,16 @@ async fn graphql_post(
 /// Parses a POST body: one `{"query": "…", …}` object or a non-empty array of at most
 /// [`MAX_BATCH`] of them.
 fn parse_batch(bytes: &[u8]) -> Result<BatchRequest, String> {
-    const SHAPE: &str =
-        "The body must be a JSON GraphQL request ({\"query\": \"…\"}) or an array of them.";
+    const SHAPE: &str = "The body must be a JSON GraphQL request ({\"query\": \"…\"}) or an array of them.";
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| SHAPE.to_owned())?;
-    let has_query =
-        |v: &serde_json::Value| v.get("query").is_some_and(serde_json::Value::is_string);
+    let has_query = |v: &serde_json::Value| v.get("query").is_some_and(serde_json::Value::is_string);
     match &value {
         serde_json::Value::Object(_) if has_query(&value) => {}
         serde_json::Value::Array(items) if items.is_empty() => {
             return Err("The batch is empty.".to_owned());
         }
         serde_json::Value::Array(items) if items.len() > MAX_BATCH => {
-            return Err(format!(
-                "A batch may hold at most {MAX_BATCH} operations; this one has {}.",
-                items.len()
-            ));
+            return Err(format!("A batch may hold at most {MAX_BATCH} operations; this one has {}.", items.len()));
         }
         serde_json::Value::Array(items) if items.iter().all(|i| i.is_object() && has_query(i)) => {}
         _ => return Err(SHAPE.to_owned()),
@@ -428,23 +342,15 @@ fn operation_info(request: &async_graphql::Request) -> (bool, String) {
         .items
         .iter()
         .filter_map(|item| match &item.node {
-            Selection::Field(f) => Some(
-                ROOT_FIELDS
-                    .iter()
-                    .copied()
-                    .find(|n| *n == f.node.name.node.as_str())
-                    .unwrap_or("other"),
-            ),
+            Selection::Field(f) => {
+                Some(ROOT_FIELDS.iter().copied().find(|n| *n == f.node.name.node.as_str()).unwrap_or("other"))
+            }
             _ => None,
         })
         .collect();
     fields.sort_unstable();
     fields.dedup();
-    let label = if fields.is_empty() {
-        "other".to_owned()
-    } else {
-        fields.join(",")
-    };
+    let label = if fields.is_empty() { "other".to_owned() } else { fields.join(",") };
     (op.node.ty == OperationType::Mutation, label)
 }
 
@@ -473,9 +379,7 @@ async fn graphql_get(
             "Mutations must be sent with POST.",
             "METHOD_NOT_ALLOWED",
         );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     execute(&state, cid, &headers, BatchRequest::Single(request)).await

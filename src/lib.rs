@@ -32,20 +32,12 @@ impl AppState {
     /// Assembles the application state (builds the GraphQL schema).
     pub fn new(service: TwoFactor, auth: Authenticator, options: HttpOptions) -> Self {
         crate::metrics::handle();
-        AppState {
-            service,
-            auth: Arc::new(auth),
-            schema: graphql::build_schema(),
-            options: Arc::new(options),
-        }
+        AppState { service, auth: Arc::new(auth), schema: graphql::build_schema(), options: Arc::new(options) }
     }
 }
 
 /// Connects to the database and applies pending migrations.
-pub async fn connect_and_migrate(
-    url: &str,
-    max_connections: u32,
-) -> Result<store::Store, sea_orm::DbErr> {
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<store::Store, sea_orm::DbErr> {
     let db = store::connect(url, &store::PoolSettings { max_connections }).await?;
     Migrator::up(&db, None).await?;
     Ok(store::Store::new(db))
@@ -58,17 +50,11 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Deletes expired pending enrolments and audit events older than `retention`, every `every`.
-pub fn spawn_pruner(
-    service: TwoFactor,
-    retention: Duration,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pruner(service: TwoFactor, retention: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,11 +64,9 @@ pub fn spawn_pruner(
             let before = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 4);
             match service.store().prune(now, Some(before)).await {
                 Ok((0, 0)) => {}
-                Ok((pending, events)) => tracing::info!(
-                    pending,
-                    events,
-                    "pruned expired pending setups and old audit events"
-                ),
+                Ok((pending, events)) => {
+                    tracing::info!(pending, events, "pruned expired pending setups and old audit events")
+                }
                 Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
             }
         }

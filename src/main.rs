@@ -8,24 +8,15 @@ use tracing_subscriber::EnvFilter;
 
 use twofold::auth::{MintClaims, mint};
 use twofold::clock::{Clock, SystemClock};
-use twofold::config::{
-    Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs,
-};
+use twofold::config::{Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs};
 use twofold::service::TwoFactor;
 use twofold::{AppState, HttpOptions, graphql};
 
 fn init_logging(settings: &Settings) -> Result<(), ConfigError> {
-    let filter =
-        EnvFilter::try_new(&settings.log).map_err(|e| ConfigError(format!("TWOFOLD_LOG: {e}")))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&settings.log).map_err(|e| ConfigError(format!("TWOFOLD_LOG: {e}")))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Pretty => builder.compact().init(),
     }
     Ok(())
@@ -54,10 +45,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("twofold: cannot start the async runtime: {e}");
@@ -81,12 +69,9 @@ fn main() -> ExitCode {
 
 async fn migrate(settings: &Settings, direction: MigrateDirection) -> Result<(), ConfigError> {
     settings.validate()?;
-    let db = twofold::store::connect(
-        &settings.database_url,
-        &twofold::store::PoolSettings { max_connections: 2 },
-    )
-    .await
-    .map_err(|e| ConfigError(format!("cannot open the database: {e}")))?;
+    let db = twofold::store::connect(&settings.database_url, &twofold::store::PoolSettings { max_connections: 2 })
+        .await
+        .map_err(|e| ConfigError(format!("cannot open the database: {e}")))?;
     let result = match direction {
         MigrateDirection::Up => Migrator::up(&db, None).await,
         MigrateDirection::Down => Migrator::down(&db, Some(1)).await,
@@ -107,25 +92,16 @@ fn token(settings: &Settings, args: &TokenArgs) -> Result<String, ConfigError> {
     let key = match (&settings.jwt_secret, &args.private_key) {
         (Some(secret), _) => jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
         (None, Some(path)) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
             let key = match format!("{algorithm:?}").as_str() {
-                a if a.starts_with("RS") || a.starts_with("PS") => {
-                    jsonwebtoken::EncodingKey::from_rsa_pem(&pem)
-                }
+                a if a.starts_with("RS") || a.starts_with("PS") => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
                 a if a.starts_with("ES") => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
                 _ => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
             };
-            key.map_err(|e| {
-                ConfigError(format!(
-                    "--private-key is not a usable PEM private key: {e}"
-                ))
-            })?
+            key.map_err(|e| ConfigError(format!("--private-key is not a usable PEM private key: {e}")))?
         }
         (None, None) => {
-            return Err(ConfigError(
-                "tokens for a public-key setup need --private-key".into(),
-            ));
+            return Err(ConfigError("tokens for a public-key setup need --private-key".into()));
         }
     };
     let now = chrono::Utc::now().timestamp();
@@ -147,17 +123,13 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
     let jwt = settings.jwt()?;
     let keys = settings.keyring()?;
     let service_settings = settings.service_settings()?;
-    let store =
-        twofold::connect_and_migrate(&settings.database_url, settings.database_max_connections)
-            .await
-            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+    let store = twofold::connect_and_migrate(&settings.database_url, settings.database_max_connections)
+        .await
+        .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = TwoFactor::new(store, Arc::new(keys), service_settings, clock);
 
-    let mut options = HttpOptions {
-        debug: settings.debug,
-        playground_authorization: None,
-    };
+    let mut options = HttpOptions { debug: settings.debug, playground_authorization: None };
     let demo_token = match &jwt.dev_secret {
         Some(secret) => {
             let now = chrono::Utc::now().timestamp();
@@ -171,12 +143,8 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
                 iat: now,
                 exp: now + 24 * 3600,
             };
-            let token = mint(
-                jsonwebtoken::Algorithm::HS256,
-                &jsonwebtoken::EncodingKey::from_secret(secret),
-                &claims,
-            )
-            .map_err(|e| ConfigError(format!("cannot mint the demo token: {e}")))?;
+            let token = mint(jsonwebtoken::Algorithm::HS256, &jsonwebtoken::EncodingKey::from_secret(secret), &claims)
+                .map_err(|e| ConfigError(format!("cannot mint the demo token: {e}")))?;
             options.playground_authorization = Some(format!("Bearer {token}"));
             Some(token)
         }
@@ -186,9 +154,7 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .map_err(|e| ConfigError(format!("cannot listen on {}: {e}", settings.bind)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ConfigError(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| ConfigError(e.to_string()))?;
     tracing::info!(%addr, "Twofold is listening");
     println!("Twofold is listening on http://{addr}");
     println!("  GraphQL:    http://{addr}/graphql");
@@ -202,9 +168,7 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         println!("  Dev mode demo token (user `demo`, valid 24 h, this run only):");
         println!("  Authorization: Bearer {token}");
         println!();
-        println!(
-            "  curl -s -X POST http://{addr}/api/v1/me/mfa/totp/setup -H 'Authorization: Bearer {token}'"
-        );
+        println!("  curl -s -X POST http://{addr}/api/v1/me/mfa/totp/setup -H 'Authorization: Bearer {token}'");
     }
     twofold::spawn_pruner(service, settings.audit_retention, Duration::from_secs(60));
     twofold::run(listener, state, twofold::shutdown_signal())

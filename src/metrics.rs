@@ -6,9 +6,8 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds (0.25 ms … 5 s).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// The process-wide recorder, installed on first use (several apps in one test process share it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -37,10 +36,7 @@ fn describe() {
         metrics::Unit::Seconds,
         "HTTP request latency by route and GraphQL operation."
     );
-    metrics::describe_counter!(
-        "twofold_enrolments_total",
-        "Enrolments started (pending secrets issued)."
-    );
+    metrics::describe_counter!("twofold_enrolments_total", "Enrolments started (pending secrets issued).");
     metrics::describe_counter!("twofold_enables_total", "Two-factor enabled.");
     metrics::describe_counter!("twofold_disables_total", "Two-factor disabled.");
     metrics::describe_counter!(
@@ -51,14 +47,8 @@ fn describe() {
         "twofold_replays_refused_total",
         "Correct TOTP codes refused because their time step was already used."
     );
-    metrics::describe_counter!(
-        "twofold_lockouts_total",
-        "Credentials locked after too many consecutive failures."
-    );
-    metrics::describe_counter!(
-        "twofold_recovery_codes_regenerated_total",
-        "Recovery-code sets regenerated."
-    );
+    metrics::describe_counter!("twofold_lockouts_total", "Credentials locked after too many consecutive failures.");
+    metrics::describe_counter!("twofold_recovery_codes_regenerated_total", "Recovery-code sets regenerated.");
 }
 
 /// Renders the Prometheus text format.

@@ -51,18 +51,9 @@ fn content_type(path: &str) -> &'static str {
 
 fn with_security_headers(mut response: Response, cache: &'static str) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
@@ -70,18 +61,10 @@ fn with_security_headers(mut response: Response, cache: &'static str) -> Respons
 fn embedded(path: &str, cache: &'static str) -> Response {
     match Assets::get(path) {
         Some(file) => with_security_headers(
-            (
-                [(header::CONTENT_TYPE, content_type(path))],
-                file.data.into_owned(),
-            )
-                .into_response(),
+            ([(header::CONTENT_TYPE, content_type(path))], file.data.into_owned()).into_response(),
             cache,
         ),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "Not found." })),
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Not found." }))).into_response(),
     }
 }
 
@@ -95,11 +78,7 @@ async fn docs() -> Response {
 
 /// Built assets carry a content hash in their names, so they may be cached for good.
 async fn asset(Path(path): Path<String>) -> Response {
-    let cache = if path.ends_with(".html") {
-        "no-cache"
-    } else {
-        "public, max-age=31536000, immutable"
-    };
+    let cache = if path.ends_with(".html") { "no-cache" } else { "public, max-age=31536000, immutable" };
     embedded(&path, cache)
 }
 
@@ -141,23 +120,12 @@ main{max-width:44rem;margin:4rem auto;padding:0 1.5rem}h1{font-size:2.2rem;margi
 li{margin:.5rem 0}a{color:#1f5fd1}code{background:#e8ebf0;padding:.1rem .3rem;border-radius:3px}\n";
 
 async fn landing() -> Response {
-    with_security_headers(
-        (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            LANDING,
-        )
-            .into_response(),
-        "no-cache",
-    )
+    with_security_headers(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], LANDING).into_response(), "no-cache")
 }
 
 async fn landing_css() -> Response {
     with_security_headers(
-        (
-            [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-            LANDING_CSS,
-        )
-            .into_response(),
+        ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], LANDING_CSS).into_response(),
         "public, max-age=3600",
     )
 }

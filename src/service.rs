@@ -209,17 +209,13 @@ fn params_of(c: &credential::Model) -> Result<TotpParams, DomainError> {
 }
 
 fn retry_after(locked_until: i64, now: i64) -> u64 {
-    u64::try_from((locked_until - now + 999) / 1000)
-        .unwrap_or(0)
-        .max(1)
+    u64::try_from((locked_until - now + 999) / 1000).unwrap_or(0).max(1)
 }
 
 fn locked(c: &credential::Model, now: i64) -> Option<DomainError> {
     c.locked_until
         .filter(|&until| until > now)
-        .map(|until| DomainError::TooManyAttempts {
-            retry_after_seconds: retry_after(until, now),
-        })
+        .map(|until| DomainError::TooManyAttempts { retry_after_seconds: retry_after(until, now) })
 }
 
 fn pending_is_live(c: &credential::Model, now: i64) -> bool {
@@ -227,18 +223,8 @@ fn pending_is_live(c: &credential::Model, now: i64) -> bool {
 }
 
 impl TwoFactor {
-    pub fn new(
-        store: Store,
-        keys: Arc<Keyring>,
-        settings: ServiceSettings,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        TwoFactor {
-            store,
-            keys,
-            settings: Arc::new(settings),
-            clock,
-        }
+    pub fn new(store: Store, keys: Arc<Keyring>, settings: ServiceSettings, clock: Arc<dyn Clock>) -> Self {
+        TwoFactor { store, keys, settings: Arc::new(settings), clock }
     }
 
     pub fn store(&self) -> &Store {
@@ -256,26 +242,17 @@ impl TwoFactor {
     /// Records an audit event and counts it in the metrics (one place for both).
     async fn audit(&self, user_id: &str, kind: EventKind, at: i64, correlation_id: &str) {
         count(kind);
-        if let Err(error) = self
-            .store
-            .add_event(user_id, kind.as_str(), at, Some(correlation_id))
-            .await
-        {
+        if let Err(error) = self.store.add_event(user_id, kind.as_str(), at, Some(correlation_id)).await {
             tracing::error!(%error, kind = kind.as_str(), "could not write audit event");
         }
     }
 
     /// Begin enrolment: a fresh 160-bit secret stored as the user's pending secret (replacing any
     /// earlier pending one). Fails with `TotpAlreadyEnabled` while two-factor is enabled.
-    pub async fn begin_enrolment(
-        &self,
-        viewer: &Viewer,
-        correlation_id: &str,
-    ) -> Result<Enrolment, DomainError> {
+    pub async fn begin_enrolment(&self, viewer: &Viewer, correlation_id: &str) -> Result<Enrolment, DomainError> {
         let now = self.now_ms();
         let params = self.settings.params;
-        let secret =
-            Secret::generate().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
+        let secret = Secret::generate().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
         let (sealed, key_id) = self.keys.seal(&viewer.user_id, secret.as_bytes())?;
         let ttl_ms = i64::try_from(self.settings.pending_ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let expires_at = now + ttl_ms;
@@ -295,32 +272,16 @@ impl TwoFactor {
         if !stored {
             return Err(DomainError::TotpAlreadyEnabled);
         }
-        self.audit(
-            &viewer.user_id,
-            EventKind::SetupStarted,
-            now,
-            correlation_id,
-        )
-        .await;
+        self.audit(&viewer.user_id, EventKind::SetupStarted, now, correlation_id).await;
         Ok(Enrolment {
-            otpauth_uri: totp::otpauth_uri(
-                &self.settings.issuer,
-                &viewer.account_name,
-                &secret,
-                params,
-            ),
+            otpauth_uri: totp::otpauth_uri(&self.settings.issuer, &viewer.account_name, &secret, params),
             secret: secret.to_base32(),
             expires_at,
         })
     }
 
     /// Enable: the code must match the pending secret. Returns the new recovery codes (once).
-    pub async fn enable(
-        &self,
-        viewer: &Viewer,
-        code: &str,
-        correlation_id: &str,
-    ) -> Result<Enabled, DomainError> {
+    pub async fn enable(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Enabled, DomainError> {
         let user = viewer.user_id.as_str();
         let now = self.now_ms();
         let cred = match self.store.credential(user).await? {
@@ -334,48 +295,26 @@ impl TwoFactor {
         let params = params_of(&cred)?;
         let secret = Secret::from_bytes(self.keys.open(user, &cred.key_id, &cred.secret)?);
         let Some(step) = self.match_step(&secret, params, code, now) else {
-            return Err(self
-                .fail(user, now, Failure::WrongCode, correlation_id)
-                .await);
+            return Err(self.fail(user, now, Failure::WrongCode, correlation_id).await);
         };
         let (codes, hashes) = self.new_recovery_codes(user)?;
-        if self
-            .store
-            .enable(user, &cred.secret, step, now, hashes)
-            .await?
-        {
-            self.audit(user, EventKind::Enabled, now, correlation_id)
-                .await;
-            return Ok(Enabled {
-                recovery_codes: codes,
-                enabled_at: now,
-            });
+        if self.store.enable(user, &cred.secret, step, now, hashes).await? {
+            self.audit(user, EventKind::Enabled, now, correlation_id).await;
+            return Ok(Enabled { recovery_codes: codes, enabled_at: now });
         }
         // Lost a race: decide from the current row.
         match self.store.credential(user).await? {
             Some(c) if c.enabled => Err(DomainError::TotpAlreadyEnabled),
-            Some(c) if locked(&c, now).is_some() => {
-                Err(locked(&c, now).unwrap_or(DomainError::NoPendingSetup))
-            }
-            Some(c) if pending_is_live(&c, now) => Err(self
-                .fail(user, now, Failure::WrongCode, correlation_id)
-                .await),
+            Some(c) if locked(&c, now).is_some() => Err(locked(&c, now).unwrap_or(DomainError::NoPendingSetup)),
+            Some(c) if pending_is_live(&c, now) => Err(self.fail(user, now, Failure::WrongCode, correlation_id).await),
             _ => Err(DomainError::NoPendingSetup),
         }
     }
 
     /// Verify a TOTP code at login. Each time step is accepted once.
-    pub async fn verify(
-        &self,
-        viewer: &Viewer,
-        code: &str,
-        correlation_id: &str,
-    ) -> Result<Verified, DomainError> {
-        let now = self
-            .check_totp(&viewer.user_id, code, correlation_id, StepUse::Verify)
-            .await?;
-        self.audit(&viewer.user_id, EventKind::Verified, now, correlation_id)
-            .await;
+    pub async fn verify(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Verified, DomainError> {
+        let now = self.check_totp(&viewer.user_id, code, correlation_id, StepUse::Verify).await?;
+        self.audit(&viewer.user_id, EventKind::Verified, now, correlation_id).await;
         Ok(Verified {
             at: now,
             method: VerificationMethod::Totp,
@@ -390,9 +329,7 @@ impl TwoFactor {
         code: &str,
         correlation_id: &str,
     ) -> Result<Verified, DomainError> {
-        let now = self
-            .consume_recovery_code(&viewer.user_id, code, correlation_id, false)
-            .await?;
+        let now = self.consume_recovery_code(&viewer.user_id, code, correlation_id, false).await?;
         Ok(Verified {
             at: now,
             method: VerificationMethod::RecoveryCode,
@@ -408,46 +345,25 @@ impl TwoFactor {
         correlation_id: &str,
     ) -> Result<Vec<String>, DomainError> {
         let (codes, hashes) = self.new_recovery_codes(&viewer.user_id)?;
-        let now = self
-            .check_totp(
-                &viewer.user_id,
-                code,
-                correlation_id,
-                StepUse::Regenerate(hashes),
-            )
-            .await?;
-        self.audit(
-            &viewer.user_id,
-            EventKind::RecoveryCodesRegenerated,
-            now,
-            correlation_id,
-        )
-        .await;
+        let now = self.check_totp(&viewer.user_id, code, correlation_id, StepUse::Regenerate(hashes)).await?;
+        self.audit(&viewer.user_id, EventKind::RecoveryCodesRegenerated, now, correlation_id).await;
         Ok(codes)
     }
 
     /// Disable two-factor with a current TOTP code or an unused recovery code. Returns when it
     /// happened.
-    pub async fn disable(
-        &self,
-        viewer: &Viewer,
-        code: &str,
-        correlation_id: &str,
-    ) -> Result<i64, DomainError> {
+    pub async fn disable(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<i64, DomainError> {
         let user = viewer.user_id.as_str();
         let digits = match self.store.credential(user).await? {
             Some(c) if c.enabled => params_of(&c)?.digits,
             _ => return Err(DomainError::TotpNotEnabled),
         };
         let now = if totp::normalize_totp_code(code, digits).is_some() {
-            self.check_totp(user, code, correlation_id, StepUse::Disable)
-                .await?
+            self.check_totp(user, code, correlation_id, StepUse::Disable).await?
         } else {
-            self.consume_recovery_code(user, code, correlation_id, true)
-                .await?
+            self.consume_recovery_code(user, code, correlation_id, true).await?
         };
-        self.audit(user, EventKind::Disabled, now, correlation_id)
-            .await;
+        self.audit(user, EventKind::Disabled, now, correlation_id).await;
         Ok(now)
     }
 
@@ -460,16 +376,9 @@ impl TwoFactor {
         Ok(Status {
             user_id: user_id.to_owned(),
             enabled,
-            pending_expires_at: live
-                .as_ref()
-                .filter(|c| !c.enabled)
-                .and_then(|c| c.pending_expires_at),
+            pending_expires_at: live.as_ref().filter(|c| !c.enabled).and_then(|c| c.pending_expires_at),
             enabled_at: live.as_ref().and_then(|c| c.enabled_at),
-            recovery_codes_remaining: if enabled {
-                self.store.remaining_recovery_codes(user_id).await?
-            } else {
-                0
-            },
+            recovery_codes_remaining: if enabled { self.store.remaining_recovery_codes(user_id).await? } else { 0 },
             params: match &live {
                 Some(c) => params_of(c)?,
                 None => self.settings.params,
@@ -486,11 +395,7 @@ impl TwoFactor {
             .await?
             .into_iter()
             .filter_map(|e| {
-                Some(Event {
-                    kind: EventKind::parse(&e.kind)?,
-                    at: e.at,
-                    correlation_id: e.correlation_id,
-                })
+                Some(Event { kind: EventKind::parse(&e.kind)?, at: e.at, correlation_id: e.correlation_id })
             })
             .collect())
     }
@@ -498,17 +403,11 @@ impl TwoFactor {
     fn match_step(&self, secret: &Secret, params: TotpParams, code: &str, now: i64) -> Option<i64> {
         let code = totp::normalize_totp_code(code, params.digits)?;
         let seconds = u64::try_from(now.div_euclid(1000)).ok()?;
-        secret
-            .matching_step(params, &code, seconds, self.settings.skew)
-            .and_then(|s| i64::try_from(s).ok())
+        secret.matching_step(params, &code, seconds, self.settings.skew).and_then(|s| i64::try_from(s).ok())
     }
 
-    fn new_recovery_codes(
-        &self,
-        user_id: &str,
-    ) -> Result<(Vec<String>, Vec<Vec<u8>>), DomainError> {
-        let codes = totp::generate_recovery_codes()
-            .map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
+    fn new_recovery_codes(&self, user_id: &str) -> Result<(Vec<String>, Vec<Vec<u8>>), DomainError> {
+        let codes = totp::generate_recovery_codes().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
         let hashes = codes
             .iter()
             .filter_map(|c| totp::normalize_recovery_code(c))
@@ -518,30 +417,16 @@ impl TwoFactor {
     }
 
     /// Counts a failed check and turns it into the error the caller sees.
-    async fn fail(
-        &self,
-        user_id: &str,
-        now: i64,
-        failure: Failure,
-        correlation_id: &str,
-    ) -> DomainError {
+    async fn fail(&self, user_id: &str, now: i64, failure: Failure, correlation_id: &str) -> DomainError {
         let max = i32::try_from(self.settings.max_failed_attempts).unwrap_or(i32::MAX);
         let lockout_ms = i64::try_from(self.settings.lockout.as_millis()).unwrap_or(i64::MAX / 4);
-        let outcome = match self
-            .store
-            .record_failure(user_id, now, max, lockout_ms)
-            .await
-        {
+        let outcome = match self.store.record_failure(user_id, now, max, lockout_ms).await {
             Ok(o) => o,
             Err(e) => return e.into(),
         };
         let (kind, make): (EventKind, fn(u32) -> DomainError) = match failure {
-            Failure::WrongCode => (EventKind::VerifyFailed, |n| DomainError::InvalidCode {
-                attempts_remaining: n,
-            }),
-            Failure::Replayed => (EventKind::CodeReplayed, |n| DomainError::CodeAlreadyUsed {
-                attempts_remaining: n,
-            }),
+            Failure::WrongCode => (EventKind::VerifyFailed, |n| DomainError::InvalidCode { attempts_remaining: n }),
+            Failure::Replayed => (EventKind::CodeReplayed, |n| DomainError::CodeAlreadyUsed { attempts_remaining: n }),
         };
         match outcome {
             FailureOutcome::Counted { failed_attempts } => {
@@ -550,8 +435,7 @@ impl TwoFactor {
             }
             FailureOutcome::LockedOut { .. } => {
                 self.audit(user_id, kind, now, correlation_id).await;
-                self.audit(user_id, EventKind::LockedOut, now, correlation_id)
-                    .await;
+                self.audit(user_id, EventKind::LockedOut, now, correlation_id).await;
                 tracing::warn!("two-factor lockout after repeated failures");
                 make(0)
             }
@@ -582,16 +466,11 @@ impl TwoFactor {
         }
         let params = params_of(&cred)?;
         let raw = self.keys.open(user_id, &cred.key_id, &cred.secret)?;
-        let Some(step) = self.match_step(&Secret::from_bytes(raw.clone()), params, code, now)
-        else {
-            return Err(self
-                .fail(user_id, now, Failure::WrongCode, correlation_id)
-                .await);
+        let Some(step) = self.match_step(&Secret::from_bytes(raw.clone()), params, code, now) else {
+            return Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await);
         };
         if cred.last_used_step.is_some_and(|last| step <= last) {
-            return Err(self
-                .fail(user_id, now, Failure::Replayed, correlation_id)
-                .await);
+            return Err(self.fail(user_id, now, Failure::Replayed, correlation_id).await);
         }
         let consumed = match used_for {
             StepUse::Verify => {
@@ -603,11 +482,7 @@ impl TwoFactor {
                 };
                 self.store.consume_step(user_id, step, now, reseal).await?
             }
-            StepUse::Regenerate(hashes) => {
-                self.store
-                    .regenerate_codes(user_id, step, now, hashes)
-                    .await?
-            }
+            StepUse::Regenerate(hashes) => self.store.regenerate_codes(user_id, step, now, hashes).await?,
             StepUse::Disable => self.store.disable_with_step(user_id, step, now).await?,
         };
         if consumed {
@@ -617,9 +492,7 @@ impl TwoFactor {
         match self.store.credential(user_id).await? {
             Some(c) if c.enabled => match locked(&c, now) {
                 Some(e) => Err(e),
-                None => Err(self
-                    .fail(user_id, now, Failure::Replayed, correlation_id)
-                    .await),
+                None => Err(self.fail(user_id, now, Failure::Replayed, correlation_id).await),
             },
             _ => Err(DomainError::TotpNotEnabled),
         }
@@ -642,26 +515,17 @@ impl TwoFactor {
             return Err(e);
         }
         let Some(normalized) = totp::normalize_recovery_code(code) else {
-            return Err(self
-                .fail(user_id, now, Failure::WrongCode, correlation_id)
-                .await);
+            return Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await);
         };
         let hashes = self.keys.recovery_hash_candidates(user_id, &normalized);
-        if self
-            .store
-            .consume_recovery_code(user_id, hashes, now, disable)
-            .await?
-        {
-            self.audit(user_id, EventKind::RecoveryCodeUsed, now, correlation_id)
-                .await;
+        if self.store.consume_recovery_code(user_id, hashes, now, disable).await? {
+            self.audit(user_id, EventKind::RecoveryCodeUsed, now, correlation_id).await;
             return Ok(now);
         }
         match self.store.credential(user_id).await? {
             Some(c) if c.enabled => match locked(&c, now) {
                 Some(e) => Err(e),
-                None => Err(self
-                    .fail(user_id, now, Failure::WrongCode, correlation_id)
-                    .await),
+                None => Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await),
             },
             _ => Err(DomainError::TotpNotEnabled),
         }

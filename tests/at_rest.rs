@@ -17,19 +17,14 @@ const NEW_KEY: [u8; 32] = [7; 32];
 
 async fn enable(app: &TestApp, sub: &str) -> (String, Vec<String>) {
     let t = token(sub);
-    let setup = app
+    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
+    let secret = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
+    let res = app
         .graphql(
             Some(&t),
-            "mutation { setupTotp { ... on TotpSetup { secret } } }",
-            json!({}),
+            "mutation($code: String!) { enableTotp(code: $code) { ... on TotpEnabled { recoveryCodes } } }",
+            json!({ "code": app.code(&secret, 0) }),
         )
-        .await;
-    let secret = setup["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .graphql(Some(&t), "mutation($code: String!) { enableTotp(code: $code) { ... on TotpEnabled { recoveryCodes } } }", json!({ "code": app.code(&secret, 0) }))
         .await;
     let codes = res["data"]["enableTotp"]["recoveryCodes"]
         .as_array()
@@ -48,14 +43,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn no_secret_or_recovery_code_is_stored_in_plaintext() {
     let app = TestApp::spawn().await;
     let (secret, codes) = enable(&app, "alice").await;
-    let raw = data_encoding::BASE32_NOPAD
-        .decode(secret.as_bytes())
-        .unwrap();
-    let mut needles: Vec<Vec<u8>> = vec![
-        secret.as_bytes().to_vec(),
-        secret.to_lowercase().into_bytes(),
-        raw.clone(),
-    ];
+    let raw = data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap();
+    let mut needles: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec(), secret.to_lowercase().into_bytes(), raw.clone()];
     for c in &codes {
         needles.push(c.as_bytes().to_vec());
         needles.push(c.replace('-', "").into_bytes());
@@ -100,29 +89,14 @@ async fn rotating_the_encryption_key_keeps_old_users_working() {
     let new_ring = Keyring::new(&NEW_KEY, &[OLD_KEY]);
     let new_id = new_ring.current_key_id().to_owned();
     assert_ne!(old_id, new_id);
-    let rotated = app
-        .another_instance(new_ring, ServiceSettings::default())
-        .await;
+    let rotated = app.another_instance(new_ring, ServiceSettings::default()).await;
     let t = token("bob");
     let verify = "mutation($code: String!) { verifyTotp(code: $code) { __typename } }";
-    let res = rotated
-        .graphql(
-            Some(&t),
-            verify,
-            json!({ "code": rotated.code(&secret, 1) }),
-        )
-        .await;
-    assert_eq!(
-        res["data"]["verifyTotp"]["__typename"], "TotpVerified",
-        "{res}"
-    );
+    let res = rotated.graphql(Some(&t), verify, json!({ "code": rotated.code(&secret, 1) })).await;
+    assert_eq!(res["data"]["verifyTotp"]["__typename"], "TotpVerified", "{res}");
     // The row was re-encrypted under the new key when written.
     let db = rotated.state.service.store().connection();
-    let row = credential::Entity::find_by_id("bob".to_owned())
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let row = credential::Entity::find_by_id("bob".to_owned()).one(db).await.unwrap().unwrap();
     assert_eq!(row.key_id, new_id);
     // Recovery codes hashed under the old key still work.
     let res = rotated
@@ -136,64 +110,25 @@ async fn rotating_the_encryption_key_keeps_old_users_working() {
 
     // Without the right key the answer is an opaque internal error with a correlation id.
     let (_, _) = enable(&rotated, "carol").await;
-    let wrong = app
-        .another_instance(Keyring::new(&[9; 32], &[]), ServiceSettings::default())
-        .await;
-    let res = wrong
-        .graphql(
-            Some(&token("carol")),
-            verify,
-            json!({ "code": wrong.code(&secret, 1) }),
-        )
-        .await;
+    let wrong = app.another_instance(Keyring::new(&[9; 32], &[]), ServiceSettings::default()).await;
+    let res = wrong.graphql(Some(&token("carol")), verify, json!({ "code": wrong.code(&secret, 1) })).await;
     assert_eq!(res["errors"][0]["message"], "Internal server error");
-    assert_eq!(
-        res["errors"][0]["extensions"]["code"],
-        "INTERNAL_SERVER_ERROR"
-    );
+    assert_eq!(res["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR");
     assert!(res["errors"][0]["extensions"]["correlationId"].is_string());
     let (status, body) = wrong
-        .json(
-            axum::http::Method::POST,
-            "/api/v1/me/mfa/verify",
-            Some(&token("carol")),
-            Some(r#"{"code":"123456"}"#),
-        )
+        .json(axum::http::Method::POST, "/api/v1/me/mfa/verify", Some(&token("carol")), Some(r#"{"code":"123456"}"#))
         .await;
-    assert_eq!(
-        (status.as_u16(), body),
-        (500, json!({ "error": "Internal server error." }))
-    );
+    assert_eq!((status.as_u16(), body), (500, json!({ "error": "Internal server error." })));
 }
 
 #[test]
 fn postgres_without_an_encryption_key_refuses_to_start() {
-    let cli = Cli::try_parse_from([
-        "twofold",
-        "--database-url",
-        "postgres://postgres@127.0.0.1/twofold",
-    ])
-    .unwrap();
+    let cli = Cli::try_parse_from(["twofold", "--database-url", "postgres://postgres@127.0.0.1/twofold"]).unwrap();
     let error = cli.settings.keyring().unwrap_err().to_string();
-    assert!(
-        error.contains("TWOFOLD_ENCRYPTION_KEY is required with PostgreSQL"),
-        "{error}"
-    );
-    let cli = Cli::try_parse_from([
-        "twofold",
-        "--database-url",
-        "postgres://x/y",
-        "--encryption-key",
-        "c2hvcnQ=",
-    ])
-    .unwrap();
-    assert!(
-        cli.settings
-            .keyring()
-            .unwrap_err()
-            .to_string()
-            .contains("32 bytes")
-    );
+    assert!(error.contains("TWOFOLD_ENCRYPTION_KEY is required with PostgreSQL"), "{error}");
+    let cli =
+        Cli::try_parse_from(["twofold", "--database-url", "postgres://x/y", "--encryption-key", "c2hvcnQ="]).unwrap();
+    assert!(cli.settings.keyring().unwrap_err().to_string().contains("32 bytes"));
 }
 
 #[test]
@@ -206,17 +141,10 @@ fn sqlite_without_a_key_creates_a_private_key_file_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let second = cli.settings.keyring().unwrap();
-    assert_eq!(
-        first.current_key_id(),
-        second.current_key_id(),
-        "the file is reused"
-    );
+    assert_eq!(first.current_key_id(), second.current_key_id(), "the file is reused");
 }
 
 #[test]
@@ -225,48 +153,14 @@ fn invalid_settings_are_refused_with_a_reason() {
     assert!(parse(&["--bind", "nowhere"]).is_err());
     assert!(parse(&["--pending-ttl", "10 minutes"]).is_err());
     let s = parse(&["--totp-digits", "7"]).unwrap().settings;
-    assert!(
-        s.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("TWOFOLD_TOTP_DIGITS")
-    );
-    let s = parse(&[
-        "--jwt-secret",
-        "x".repeat(40).as_str(),
-        "--jwt-algorithms",
-        "HS256,none",
-    ])
-    .unwrap()
-    .settings;
+    assert!(s.validate().unwrap_err().to_string().contains("TWOFOLD_TOTP_DIGITS"));
+    let s = parse(&["--jwt-secret", "x".repeat(40).as_str(), "--jwt-algorithms", "HS256,none"]).unwrap().settings;
     assert!(s.jwt().err().unwrap().to_string().contains("none"));
-    let s = parse(&[
-        "--jwt-secret",
-        "x".repeat(40).as_str(),
-        "--jwt-algorithms",
-        "RS256",
-    ])
-    .unwrap()
-    .settings;
+    let s = parse(&["--jwt-secret", "x".repeat(40).as_str(), "--jwt-algorithms", "RS256"]).unwrap().settings;
     assert!(s.jwt().is_err());
-    let s = parse(&["--jwt-public-key", "/nonexistent.pem"])
-        .unwrap()
-        .settings;
-    assert!(
-        s.jwt()
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("explicit TWOFOLD_JWT_ALGORITHMS")
-    );
-    let s = parse(&[
-        "--jwt-public-key",
-        "/nonexistent.pem",
-        "--jwt-algorithms",
-        "RS256,HS256",
-    ])
-    .unwrap()
-    .settings;
+    let s = parse(&["--jwt-public-key", "/nonexistent.pem"]).unwrap().settings;
+    assert!(s.jwt().err().unwrap().to_string().contains("explicit TWOFOLD_JWT_ALGORITHMS"));
+    let s = parse(&["--jwt-public-key", "/nonexistent.pem", "--jwt-algorithms", "RS256,HS256"]).unwrap().settings;
     assert!(s.jwt().err().unwrap().to_string().contains("HS algorithm"));
     let s = parse(&["--database-url", "mysql://x"]).unwrap().settings;
     assert!(s.validate().is_err());

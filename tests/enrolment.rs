@@ -13,31 +13,15 @@ const ENABLE: &str = "mutation($code: String!) { enableTotp(code: $code) { __typ
 fn totp_helper_matches_rfc6238() {
     // RFC 6238 Appendix B, SHA1, 8 digits: the independent helper used by every test.
     let secret = data_encoding::BASE32_NOPAD.encode(b"12345678901234567890");
-    for (t, code) in [
-        (59, "94287082"),
-        (1111111109, "07081804"),
-        (1234567890, "89005924"),
-        (20000000000, "65353130"),
-    ] {
+    for (t, code) in [(59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (20000000000, "65353130")] {
         assert_eq!(totp(&secret, t, 8, 30), code);
     }
 }
 
 fn assert_secret(secret: &str) {
     assert_eq!(secret.len(), 32, "{secret}");
-    assert!(
-        secret
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)),
-        "{secret}"
-    );
-    assert_eq!(
-        data_encoding::BASE32_NOPAD
-            .decode(secret.as_bytes())
-            .unwrap()
-            .len(),
-        20
-    );
+    assert!(secret.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)), "{secret}");
+    assert_eq!(data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap().len(), 20);
 }
 
 fn assert_qr_matches(qr: &str, uri: &str) {
@@ -51,14 +35,8 @@ fn assert_qr_matches(qr: &str, uri: &str) {
     let dark = |x: usize, y: usize| pixels[y * 300 + x] < 128;
     let top = (0..300).find(|&y| (0..300).any(|x| dark(x, y))).unwrap();
     let left = (0..300).find(|&x| (0..300).any(|y| dark(x, y))).unwrap();
-    let bottom = (0..300)
-        .rev()
-        .find(|&y| (0..300).any(|x| dark(x, y)))
-        .unwrap();
-    let right = (0..300)
-        .rev()
-        .find(|&x| (0..300).any(|y| dark(x, y)))
-        .unwrap();
+    let bottom = (0..300).rev().find(|&y| (0..300).any(|x| dark(x, y))).unwrap();
+    let right = (0..300).rev().find(|&x| (0..300).any(|y| dark(x, y))).unwrap();
     let size = right - left + 1;
     assert_eq!(size, bottom - top + 1, "square symbol");
     let finder = (left..).take_while(|&x| dark(x, top)).count();
@@ -66,20 +44,11 @@ fn assert_qr_matches(qr: &str, uri: &str) {
     let module = finder / 7;
     assert_eq!(size % module, 0, "whole modules");
     assert!(
-        left >= 4 * module
-            && top >= 4 * module
-            && 299 - right >= 4 * module
-            && 299 - bottom >= 4 * module,
+        left >= 4 * module && top >= 4 * module && 299 - right >= 4 * module && 299 - bottom >= 4 * module,
         "quiet zone"
     );
-    assert!(
-        left.abs_diff(299 - right) <= 1 && top.abs_diff(299 - bottom) <= 1,
-        "centred"
-    );
-    assert!(
-        pixels.iter().all(|&p| p == 0 || p == 255),
-        "pure black and white"
-    );
+    assert!(left.abs_diff(299 - right) <= 1 && top.abs_diff(299 - bottom) <= 1, "centred");
+    assert!(pixels.iter().all(|&p| p == 0 || p == 255), "pure black and white");
 }
 
 #[tokio::test]
@@ -99,46 +68,27 @@ async fn graphql_setup_returns_secret_uri_and_a_qr_that_decodes_to_the_uri() {
         )
     );
     assert_qr_matches(setup["qrCode"].as_str().unwrap(), uri);
-    assert_eq!(
-        setup["expiresAt"], "2026-11-25T00:10:15Z",
-        "start + 10 minutes, RFC 3339 with Z"
-    );
+    assert_eq!(setup["expiresAt"], "2026-11-25T00:10:15Z", "start + 10 minutes, RFC 3339 with Z");
 
     // A code computed independently from the returned secret enables two-factor.
-    let res = app
-        .graphql(Some(&alice), ENABLE, json!({ "code": app.code(secret, 0) }))
-        .await;
-    assert_eq!(
-        res["data"]["enableTotp"]["__typename"], "TotpEnabled",
-        "{res}"
-    );
+    let res = app.graphql(Some(&alice), ENABLE, json!({ "code": app.code(secret, 0) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled", "{res}");
     assert_eq!(res["data"]["enableTotp"]["status"]["enabled"], true);
 }
 
 #[tokio::test]
 async fn prepare_two_factor_returns_only_the_secret() {
     let app = TestApp::spawn().await;
-    let q =
-        "mutation { prepareTwoFactor { __typename ... on TwoFactorSecret { secret expiresAt } } }";
+    let q = "mutation { prepareTwoFactor { __typename ... on TwoFactorSecret { secret expiresAt } } }";
     let res = app.graphql(Some(&token("bob")), q, json!({})).await;
-    assert_eq!(
-        res["data"]["prepareTwoFactor"]["__typename"],
-        "TwoFactorSecret"
-    );
+    assert_eq!(res["data"]["prepareTwoFactor"]["__typename"], "TwoFactorSecret");
     assert_secret(res["data"]["prepareTwoFactor"]["secret"].as_str().unwrap());
 }
 
 #[tokio::test]
 async fn storno_setup_has_the_exact_shape() {
     let app = TestApp::spawn().await;
-    let (status, body) = app
-        .json(
-            Method::POST,
-            "/api/v1/me/mfa/totp/setup",
-            Some(&token("carol")),
-            None,
-        )
-        .await;
+    let (status, body) = app.json(Method::POST, "/api/v1/me/mfa/totp/setup", Some(&token("carol")), None).await;
     assert_eq!(status, StatusCode::OK);
     let obj = body.as_object().unwrap();
     let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
@@ -155,17 +105,11 @@ async fn storno_setup_has_the_exact_shape() {
 async fn cloudreve_prepare_has_the_exact_envelope_on_both_paths() {
     let app = TestApp::spawn().await;
     for path in ["/user/setting/2fa", "/api/v4/user/setting/2fa"] {
-        let (status, body) = app
-            .json(Method::GET, path, Some(&token("dave")), None)
-            .await;
+        let (status, body) = app.json(Method::GET, path, Some(&token("dave")), None).await;
         assert_eq!(status, StatusCode::OK);
         let secret = body["data"].as_str().unwrap().to_owned();
         assert_secret(&secret);
-        assert_eq!(
-            body,
-            json!({ "code": 0, "data": secret, "msg": "" }),
-            "exactly these keys"
-        );
+        assert_eq!(body, json!({ "code": 0, "data": secret, "msg": "" }), "exactly these keys");
     }
 }
 
@@ -173,107 +117,51 @@ async fn cloudreve_prepare_has_the_exact_envelope_on_both_paths() {
 async fn the_secret_seen_through_rest_is_the_pending_one_graphql_sees() {
     let app = TestApp::spawn().await;
     let erin = token("erin");
-    let (_, body) = app
-        .json(Method::GET, "/user/setting/2fa", Some(&erin), None)
-        .await;
+    let (_, body) = app.json(Method::GET, "/user/setting/2fa", Some(&erin), None).await;
     let secret = body["data"].as_str().unwrap().to_owned();
-    let status = app
-        .graphql(
-            Some(&erin),
-            "{ twoFactor { enabled pendingSetupExpiresAt } }",
-            json!({}),
-        )
-        .await;
+    let status = app.graphql(Some(&erin), "{ twoFactor { enabled pendingSetupExpiresAt } }", json!({})).await;
     assert_eq!(
         status["data"]["twoFactor"],
         json!({ "enabled": false, "pendingSetupExpiresAt": "2026-11-25T00:10:15Z" })
     );
-    let res = app
-        .graphql(Some(&erin), ENABLE, json!({ "code": app.code(&secret, 0) }))
-        .await;
-    assert_eq!(
-        res["data"]["enableTotp"]["__typename"], "TotpEnabled",
-        "{res}"
-    );
+    let res = app.graphql(Some(&erin), ENABLE, json!({ "code": app.code(&secret, 0) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled", "{res}");
 }
 
 #[tokio::test]
 async fn re_enrolment_overwrites_the_pending_secret() {
     let app = TestApp::spawn().await;
     let frank = token("frank");
-    let first = app.graphql(Some(&frank), SETUP, json!({})).await["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, storno) = app
-        .json(
-            Method::POST,
-            "/api/v1/me/mfa/totp/setup",
-            Some(&frank),
-            None,
-        )
-        .await;
+    let first =
+        app.graphql(Some(&frank), SETUP, json!({})).await["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
+    let (_, storno) = app.json(Method::POST, "/api/v1/me/mfa/totp/setup", Some(&frank), None).await;
     let second = storno["secret"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
-    let old = app
-        .graphql(Some(&frank), ENABLE, json!({ "code": app.code(&first, 0) }))
-        .await;
-    assert_eq!(
-        old["data"]["enableTotp"]["__typename"], "InvalidCode",
-        "the old QR stopped working: {old}"
-    );
-    let new = app
-        .graphql(
-            Some(&frank),
-            ENABLE,
-            json!({ "code": app.code(&second, 0) }),
-        )
-        .await;
-    assert_eq!(
-        new["data"]["enableTotp"]["__typename"], "TotpEnabled",
-        "{new}"
-    );
+    let old = app.graphql(Some(&frank), ENABLE, json!({ "code": app.code(&first, 0) })).await;
+    assert_eq!(old["data"]["enableTotp"]["__typename"], "InvalidCode", "the old QR stopped working: {old}");
+    let new = app.graphql(Some(&frank), ENABLE, json!({ "code": app.code(&second, 0) })).await;
+    assert_eq!(new["data"]["enableTotp"]["__typename"], "TotpEnabled", "{new}");
 }
 
 #[tokio::test]
 async fn pending_secrets_expire() {
     let app = TestApp::spawn().await;
     let gina = token("gina");
-    let secret = app.graphql(Some(&gina), SETUP, json!({})).await["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret =
+        app.graphql(Some(&gina), SETUP, json!({})).await["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
     app.clock.advance_secs(601);
-    let res = app
-        .graphql(Some(&gina), ENABLE, json!({ "code": app.code(&secret, 0) }))
-        .await;
-    assert_eq!(
-        res["data"]["enableTotp"]["__typename"], "NoPendingSetup",
-        "{res}"
-    );
-    let status = app
-        .graphql(
-            Some(&gina),
-            "{ twoFactor { pendingSetupExpiresAt } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        status["data"]["twoFactor"]["pendingSetupExpiresAt"],
-        Value::Null
-    );
+    let res = app.graphql(Some(&gina), ENABLE, json!({ "code": app.code(&secret, 0) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "NoPendingSetup", "{res}");
+    let status = app.graphql(Some(&gina), "{ twoFactor { pendingSetupExpiresAt } }", json!({})).await;
+    assert_eq!(status["data"]["twoFactor"]["pendingSetupExpiresAt"], Value::Null);
 }
 
 /// Enables two-factor for `sub` through GraphQL and returns (secret, recovery codes).
 async fn enable(app: &TestApp, sub: &str) -> (String, Vec<String>) {
     let t = token(sub);
-    let secret = app.graphql(Some(&t), SETUP, json!({})).await["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .graphql(Some(&t), ENABLE, json!({ "code": app.code(&secret, 0) }))
-        .await;
+    let secret =
+        app.graphql(Some(&t), SETUP, json!({})).await["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
+    let res = app.graphql(Some(&t), ENABLE, json!({ "code": app.code(&secret, 0) })).await;
     let codes = res["data"]["enableTotp"]["recoveryCodes"]
         .as_array()
         .unwrap()
@@ -292,68 +180,29 @@ async fn already_enabled_gives_each_dialects_conflict() {
     let res = app.graphql(Some(&henry), SETUP, json!({})).await;
     assert_eq!(res["data"]["setupTotp"]["__typename"], "TotpAlreadyEnabled");
     assert_eq!(res["data"]["setupTotp"]["code"], "TOTP_ALREADY_ENABLED");
-    let res = app
-        .graphql(
-            Some(&henry),
-            "mutation { prepareTwoFactor { __typename } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        res["data"]["prepareTwoFactor"]["__typename"],
-        "TotpAlreadyEnabled"
-    );
+    let res = app.graphql(Some(&henry), "mutation { prepareTwoFactor { __typename } }", json!({})).await;
+    assert_eq!(res["data"]["prepareTwoFactor"]["__typename"], "TotpAlreadyEnabled");
 
-    let (status, body) = app
-        .json(
-            Method::POST,
-            "/api/v1/me/mfa/totp/setup",
-            Some(&henry),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::CONFLICT,
-            json!({ "error": "TOTP is already enabled." })
-        )
-    );
+    let (status, body) = app.json(Method::POST, "/api/v1/me/mfa/totp/setup", Some(&henry), None).await;
+    assert_eq!((status, body), (StatusCode::CONFLICT, json!({ "error": "TOTP is already enabled." })));
 
     for path in ["/user/setting/2fa", "/api/v4/user/setting/2fa"] {
         let (status, body) = app.json(Method::GET, path, Some(&henry), None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["code"], 409);
         assert_eq!(body["msg"], "Two-factor authentication is already enabled");
-        assert!(
-            body["correlation_id"]
-                .as_str()
-                .is_some_and(|c| uuid::Uuid::parse_str(c).is_ok())
-        );
-        assert!(
-            body.get("data").is_none() && body.get("error").is_none(),
-            "absent keys are omitted: {body}"
-        );
+        assert!(body["correlation_id"].as_str().is_some_and(|c| uuid::Uuid::parse_str(c).is_ok()));
+        assert!(body.get("data").is_none() && body.get("error").is_none(), "absent keys are omitted: {body}");
     }
 }
 
 #[tokio::test]
 async fn cloudreve_echoes_the_client_correlation_id() {
     let app = TestApp::spawn().await;
-    let (_, headers, bytes) = app
-        .send(
-            Method::GET,
-            "/user/setting/2fa",
-            None,
-            None,
-            &[("X-Cr-Correlation-Id", "client-id-123")],
-        )
-        .await;
+    let (_, headers, bytes) =
+        app.send(Method::GET, "/user/setting/2fa", None, None, &[("X-Cr-Correlation-Id", "client-id-123")]).await;
     let body: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(
-        body,
-        json!({ "code": 401, "msg": "Login required", "correlation_id": "client-id-123" })
-    );
+    assert_eq!(body, json!({ "code": 401, "msg": "Login required", "correlation_id": "client-id-123" }));
     assert_eq!(headers["x-cr-correlation-id"], "client-id-123");
 }
 
@@ -366,25 +215,12 @@ async fn the_account_name_comes_from_email_then_username_then_sub() {
             json!({ "sub": "u1", "email": "a b@example.com", "preferred_username": "x", "exp": now + 60 }),
             "a%20b%40example.com",
         ),
-        (
-            json!({ "sub": "u2", "preferred_username": "Zoë", "exp": now + 60 }),
-            "Zo%C3%AB",
-        ),
+        (json!({ "sub": "u2", "preferred_username": "Zoë", "exp": now + 60 }), "Zo%C3%AB"),
         (json!({ "sub": "u3:x", "exp": now + 60 }), "u3x"),
     ];
     for (claims, account) in cases {
-        let (_, body) = app
-            .json(
-                Method::POST,
-                "/api/v1/me/mfa/totp/setup",
-                Some(&sign(claims)),
-                None,
-            )
-            .await;
+        let (_, body) = app.json(Method::POST, "/api/v1/me/mfa/totp/setup", Some(&sign(claims)), None).await;
         let uri = body["otpauthUri"].as_str().unwrap();
-        assert!(
-            uri.starts_with(&format!("otpauth://totp/Twofold:{account}?secret=")),
-            "{uri}"
-        );
+        assert!(uri.starts_with(&format!("otpauth://totp/Twofold:{account}?secret=")), "{uri}");
     }
 }

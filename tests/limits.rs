@@ -9,11 +9,7 @@ use serde_json::{Value, json};
 
 /// graphql-js's `TypeRef` fragment: nine levels of `ofType`.
 fn type_ref() -> String {
-    format!(
-        "fragment TypeRef on __Type {{ kind name {}{} }}",
-        "ofType { kind name ".repeat(9),
-        " }".repeat(9)
-    )
+    format!("fragment TypeRef on __Type {{ kind name {}{} }}", "ofType { kind name ".repeat(9), " }".repeat(9))
 }
 
 /// graphql-js `getIntrospectionQuery` with every option on (what GraphiQL and Python `gql` with
@@ -54,32 +50,14 @@ async fn standard_introspection_queries_pass_the_limits() {
 #[tokio::test]
 async fn too_deep_and_too_complex_queries_are_refused_with_an_error() {
     let app = TestApp::spawn().await;
-    let deep = format!(
-        "{{ __schema {{ types {{ {}name{} }} }} }}",
-        "ofType { ".repeat(25),
-        " }".repeat(25)
-    );
+    let deep = format!("{{ __schema {{ types {{ {}name{} }} }} }}", "ofType { ".repeat(25), " }".repeat(25));
     let res = app.graphql(None, &deep, json!({})).await;
-    assert!(
-        res["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nested too deep"),
-        "{res}"
-    );
+    assert!(res["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{res}");
     assert_eq!(res["data"], Value::Null);
 
-    let wide: String = (0..600)
-        .map(|i| format!("a{i}: twoFactor {{ enabled }} "))
-        .collect();
+    let wide: String = (0..600).map(|i| format!("a{i}: twoFactor {{ enabled }} ")).collect();
     let res = app.graphql(None, &format!("{{ {wide} }}"), json!({})).await;
-    assert!(
-        res["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too complex"),
-        "{res}"
-    );
+    assert!(res["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{res}");
     assert_eq!(res["data"], Value::Null);
 }
 
@@ -92,49 +70,25 @@ async fn batches_are_limited_to_ten_operations() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.as_array().unwrap().len(), 10);
     let eleven = Value::Array(vec![op; 11]).to_string();
-    let (status, body) = app
-        .json(Method::POST, "/graphql", None, Some(&eleven))
-        .await;
+    let (status, body) = app.json(Method::POST, "/graphql", None, Some(&eleven)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 10")
-    );
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("at most 10"));
 }
 
 #[tokio::test]
 async fn oversized_bodies_get_413_or_the_dialects_parameter_error() {
     let app = TestApp::spawn().await;
     let t = token("ivan");
-    let big = format!(
-        r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
-        "x".repeat(70 * 1024)
-    );
-    let (status, body) = app
-        .json(Method::POST, "/graphql", Some(&t), Some(&big))
-        .await;
+    let big = format!(r#"{{"query":"{{ __typename }}","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let (status, body) = app.json(Method::POST, "/graphql", Some(&t), Some(&big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body["errors"][0]["message"].is_string());
     let big_code = format!(r#"{{"code":"{}"}}"#, "1".repeat(70 * 1024));
-    let (status, body) = app
-        .json(
-            Method::POST,
-            "/api/v1/me/mfa/verify",
-            Some(&t),
-            Some(&big_code),
-        )
-        .await;
+    let (status, body) = app.json(Method::POST, "/api/v1/me/mfa/verify", Some(&t), Some(&big_code)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(body["error"].is_string());
-    let big_patch = format!(
-        r#"{{"two_fa_enabled":true,"two_fa_code":"{}"}}"#,
-        "1".repeat(70 * 1024)
-    );
-    let (status, body) = app
-        .json(Method::PATCH, "/user/setting", Some(&t), Some(&big_patch))
-        .await;
+    let big_patch = format!(r#"{{"two_fa_enabled":true,"two_fa_code":"{}"}}"#, "1".repeat(70 * 1024));
+    let (status, body) = app.json(Method::PATCH, "/user/setting", Some(&t), Some(&big_patch)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["code"], 40001);
 }
@@ -143,15 +97,7 @@ async fn oversized_bodies_get_413_or_the_dialects_parameter_error() {
 async fn malformed_bodies_get_clear_errors_not_crashes() {
     let app = TestApp::spawn().await;
     let t = token("judy");
-    for body in [
-        "",
-        "{",
-        "not json",
-        "[]",
-        "42",
-        r#"{"code":123456}"#,
-        r#"{"code":["1"]}"#,
-    ] {
+    for body in ["", "{", "not json", "[]", "42", r#"{"code":123456}"#, r#"{"code":["1"]}"#] {
         for path in [
             "/api/v1/me/mfa/totp/enable",
             "/api/v1/me/mfa/totp/disable",
@@ -161,59 +107,23 @@ async fn malformed_bodies_get_clear_errors_not_crashes() {
             let (status, res) = app.json(Method::POST, path, Some(&t), Some(body)).await;
             assert_eq!(
                 (status, res),
-                (
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "Invalid JSON body." })
-                ),
+                (StatusCode::BAD_REQUEST, json!({ "error": "Invalid JSON body." })),
                 "{path} {body:?}"
             );
         }
     }
-    let (status, res) = app
-        .json(
-            Method::POST,
-            "/api/v1/me/mfa/verify",
-            Some(&t),
-            Some(r#"{"code":"123456","type":"sms"}"#),
-        )
-        .await;
-    assert_eq!(
-        (status, res),
-        (
-            StatusCode::BAD_REQUEST,
-            json!({ "error": "Invalid JSON body." })
-        )
-    );
+    let (status, res) =
+        app.json(Method::POST, "/api/v1/me/mfa/verify", Some(&t), Some(r#"{"code":"123456","type":"sms"}"#)).await;
+    assert_eq!((status, res), (StatusCode::BAD_REQUEST, json!({ "error": "Invalid JSON body." })));
     for body in ["{}", r#"{"code":""}"#, r#"{"code":null}"#] {
-        let (status, res) = app
-            .json(
-                Method::POST,
-                "/api/v1/me/mfa/totp/enable",
-                Some(&t),
-                Some(body),
-            )
-            .await;
-        assert_eq!(
-            (status, res),
-            (StatusCode::BAD_REQUEST, json!({ "error": "Missing code." })),
-            "{body}"
-        );
+        let (status, res) = app.json(Method::POST, "/api/v1/me/mfa/totp/enable", Some(&t), Some(body)).await;
+        assert_eq!((status, res), (StatusCode::BAD_REQUEST, json!({ "error": "Missing code." })), "{body}");
     }
     // A wrong Content-Type is not a 415: the body is what counts.
-    let (status, _, bytes) = app
-        .send(
-            Method::POST,
-            "/api/v1/me/mfa/verify",
-            Some(&t),
-            Some("x=1"),
-            &[("content-type", "text/plain")],
-        )
-        .await;
+    let (status, _, bytes) =
+        app.send(Method::POST, "/api/v1/me/mfa/verify", Some(&t), Some("x=1"), &[("content-type", "text/plain")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        serde_json::from_slice::<Value>(&bytes).unwrap(),
-        json!({ "error": "Invalid JSON body." })
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), json!({ "error": "Invalid JSON body." }));
 
     for body in [
         "",
@@ -233,37 +143,18 @@ async fn malformed_bodies_get_clear_errors_not_crashes() {
         }
     }
     // A PATCH carrying only other settings succeeds and changes nothing.
-    let (_, res) = app
-        .json(
-            Method::PATCH,
-            "/user/setting",
-            Some(&t),
-            Some(r#"{"nick":"Judy","language":"en"}"#),
-        )
-        .await;
+    let (_, res) = app.json(Method::PATCH, "/user/setting", Some(&t), Some(r#"{"nick":"Judy","language":"en"}"#)).await;
     assert_eq!(res, json!({ "code": 0, "msg": "" }));
 
     for body in ["", "{", "[]", r#"{"variables":{}}"#, r#"{"query":42}"#] {
-        let (status, res) = app
-            .json(Method::POST, "/graphql", Some(&t), Some(body))
-            .await;
+        let (status, res) = app.json(Method::POST, "/graphql", Some(&t), Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
         assert!(res["errors"][0]["message"].is_string());
     }
-    let res = app
-        .graphql(Some(&t), "mutation { setupTotp { ", json!({}))
-        .await;
-    assert!(
-        res["errors"][0]["message"].is_string(),
-        "syntax errors are GraphQL errors: {res}"
-    );
-    let (_, status) = app
-        .json(Method::GET, "/api/v1/me/mfa/status", Some(&t), None)
-        .await;
-    assert_eq!(
-        status,
-        json!({ "totpEnabled": false, "backupCodesRemaining": 0, "passkeysCount": 0 })
-    );
+    let res = app.graphql(Some(&t), "mutation { setupTotp { ", json!({})).await;
+    assert!(res["errors"][0]["message"].is_string(), "syntax errors are GraphQL errors: {res}");
+    let (_, status) = app.json(Method::GET, "/api/v1/me/mfa/status", Some(&t), None).await;
+    assert_eq!(status, json!({ "totpEnabled": false, "backupCodesRemaining": 0, "passkeysCount": 0 }));
 }
 
 #[tokio::test]
@@ -290,19 +181,14 @@ async fn a_mutation_over_get_is_refused_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        res["data"]["twoFactor"],
-        json!({ "enabled": false, "pendingSetupExpiresAt": null })
-    );
+    assert_eq!(res["data"]["twoFactor"], json!({ "enabled": false, "pendingSetupExpiresAt": null }));
 }
 
 #[tokio::test]
 async fn graphql_answers_json_or_graphql_response_json_as_asked() {
     let app = TestApp::spawn().await;
     let body = r#"{"query":"{ __typename }"}"#;
-    let (_, headers, _) = app
-        .send(Method::POST, "/graphql", None, Some(body), &[])
-        .await;
+    let (_, headers, _) = app.send(Method::POST, "/graphql", None, Some(body), &[]).await;
     assert_eq!(headers["content-type"], "application/json");
     let (_, headers, _) = app
         .send(
@@ -310,10 +196,7 @@ async fn graphql_answers_json_or_graphql_response_json_as_asked() {
             "/graphql",
             None,
             Some(body),
-            &[(
-                "accept",
-                "application/graphql-response+json, application/json;q=0.9",
-            )],
+            &[("accept", "application/graphql-response+json, application/json;q=0.9")],
         )
         .await;
     assert_eq!(headers["content-type"], "application/graphql-response+json");
@@ -322,14 +205,8 @@ async fn graphql_answers_json_or_graphql_response_json_as_asked() {
 #[tokio::test]
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.json(Method::GET, "/healthz", None, None).await,
-        (StatusCode::OK, json!({ "status": "ok" }))
-    );
-    assert_eq!(
-        app.json(Method::GET, "/readyz", None, None).await,
-        (StatusCode::OK, json!({ "status": "ok" }))
-    );
+    assert_eq!(app.json(Method::GET, "/healthz", None, None).await, (StatusCode::OK, json!({ "status": "ok" })));
+    assert_eq!(app.json(Method::GET, "/readyz", None, None).await, (StatusCode::OK, json!({ "status": "ok" })));
     let (status, headers, _) = app.send(Method::GET, "/healthz", None, None, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(uuid::Uuid::parse_str(headers["x-correlation-id"].to_str().unwrap()).is_ok());
@@ -341,27 +218,11 @@ async fn health_and_readiness() {
 async fn metrics_count_requests_and_domain_events() {
     let app = TestApp::spawn().await;
     let t = token("metrics-user");
-    app.graphql(
-        Some(&t),
-        "mutation SetupForMetrics { setupTotp { __typename } }",
-        json!({}),
-    )
-    .await;
-    app.json(
-        Method::POST,
-        "/api/v1/me/mfa/verify",
-        Some(&t),
-        Some(r#"{"code":"123456"}"#),
-    )
-    .await;
+    app.graphql(Some(&t), "mutation SetupForMetrics { setupTotp { __typename } }", json!({})).await;
+    app.json(Method::POST, "/api/v1/me/mfa/verify", Some(&t), Some(r#"{"code":"123456"}"#)).await;
     let (status, headers, body) = app.send(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = String::from_utf8(body).unwrap();
     for needle in [
         "twofold_enrolments_total",

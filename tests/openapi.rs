@@ -14,10 +14,7 @@ fn openapi_json_is_current() {
         std::fs::write(path, doc).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == doc,
-        "openapi.json is out of date: run TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test openapi"
-    );
+    assert!(committed == doc, "openapi.json is out of date: run TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test openapi");
 }
 
 #[tokio::test]
@@ -41,40 +38,19 @@ async fn every_rest_route_is_documented_and_served() {
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op.is_object(), "{method} {path}");
-        assert_eq!(
-            op["security"][0]["bearer"],
-            serde_json::json!([]),
-            "{path} needs the bearer scheme"
-        );
+        assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{path} needs the bearer scheme");
         // Every documented route exists on the router (no 404/405).
-        let (status, _, _) = app
-            .send(
-                method.to_uppercase().parse::<Method>().unwrap(),
-                path,
-                None,
-                Some("{}"),
-                &[],
-            )
-            .await;
+        let (status, _, _) =
+            app.send(method.to_uppercase().parse::<Method>().unwrap(), path, None, Some("{}"), &[]).await;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path}: {status}"
         );
     }
     assert_eq!(paths.len(), 10, "only these routes");
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
-    let (status, headers, sdl) = app
-        .send(Method::GET, "/schema.graphql", None, None, &[])
-        .await;
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let (status, headers, sdl) = app.send(Method::GET, "/schema.graphql", None, None, &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(String::from_utf8(sdl).unwrap(), twofold::graphql::sdl());
 }

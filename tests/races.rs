@@ -30,17 +30,8 @@ async fn graphql(router: Router, token: String, query: &'static str, variables: 
 
 async fn enabled_user(app: &TestApp, sub: &str) -> String {
     let t = token(sub);
-    let setup = app
-        .graphql(
-            Some(&t),
-            "mutation { setupTotp { ... on TotpSetup { secret } } }",
-            json!({}),
-        )
-        .await;
-    let secret = setup["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
+    let secret = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
     let res = app
         .graphql(
             Some(&t),
@@ -62,20 +53,12 @@ async fn fire(
     let mut tasks = Vec::new();
     for i in 0..50 {
         let router = routers[i % routers.len()].clone();
-        tasks.push(tokio::spawn(graphql(
-            router,
-            token(sub),
-            VERIFY,
-            json!({ "code": codes(i) }),
-        )));
+        tasks.push(tokio::spawn(graphql(router, token(sub), VERIFY, json!({ "code": codes(i) }))));
     }
     let mut counts = std::collections::BTreeMap::new();
     for task in tasks {
         let res = task.await.unwrap();
-        let kind = res["data"]["verifyTotp"]["__typename"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{res}"))
-            .to_owned();
+        let kind = res["data"]["verifyTotp"]["__typename"].as_str().unwrap_or_else(|| panic!("{res}")).to_owned();
         *counts.entry(kind).or_insert(0) += 1;
     }
     counts
@@ -87,12 +70,7 @@ fn count(counts: &std::collections::BTreeMap<String, usize>, kind: &str) -> usiz
 
 async fn two_instances() -> (TestApp, TestApp) {
     let a = TestApp::spawn().await;
-    let b = a
-        .another_instance(
-            Keyring::new(&ENCRYPTION_KEY, &[]),
-            ServiceSettings::default(),
-        )
-        .await;
+    let b = a.another_instance(Keyring::new(&ENCRYPTION_KEY, &[]), ServiceSettings::default()).await;
     (a, b)
 }
 
@@ -101,51 +79,23 @@ async fn one_valid_code_succeeds_once(routers: &[Router], app: &TestApp) {
     let code = app.code(&secret, 0);
     let counts = fire(routers, "racer", |_| code.clone()).await;
     assert_eq!(count(&counts, "TotpVerified"), 1, "{counts:?}");
-    assert_eq!(
-        count(&counts, "CodeAlreadyUsed") + count(&counts, "TooManyAttempts"),
-        49,
-        "{counts:?}"
-    );
-    assert!(
-        count(&counts, "CodeAlreadyUsed") <= 5,
-        "replays count as failures: {counts:?}"
-    );
+    assert_eq!(count(&counts, "CodeAlreadyUsed") + count(&counts, "TooManyAttempts"), 49, "{counts:?}");
+    assert!(count(&counts, "CodeAlreadyUsed") <= 5, "replays count as failures: {counts:?}");
 }
 
 async fn wrong_codes_stop_at_the_limit(routers: &[Router], app: &TestApp) {
     let secret = enabled_user(app, "guesser").await;
     let good = app.code(&secret, 0);
-    let counts = fire(routers, "guesser", |i| {
-        format!(
-            "{:06}",
-            (good.parse::<u32>().unwrap() + 1 + i as u32) % 1_000_000
-        )
-    })
-    .await;
+    let counts =
+        fire(routers, "guesser", |i| format!("{:06}", (good.parse::<u32>().unwrap() + 1 + i as u32) % 1_000_000)).await;
     assert_eq!(count(&counts, "InvalidCode"), 5, "{counts:?}");
     assert_eq!(count(&counts, "TooManyAttempts"), 45, "{counts:?}");
     // Still locked: the correct code is refused.
-    let res = graphql(
-        routers[0].clone(),
-        token("guesser"),
-        VERIFY,
-        json!({ "code": good }),
-    )
-    .await;
+    let res = graphql(routers[0].clone(), token("guesser"), VERIFY, json!({ "code": good })).await;
     assert_eq!(res["data"]["verifyTotp"]["__typename"], "TooManyAttempts");
-    let events = app
-        .graphql(
-            Some(&token("guesser")),
-            "{ twoFactor { events(first: 100) { kind } } }",
-            json!({}),
-        )
-        .await;
-    let kinds: Vec<Value> = events["data"]["twoFactor"]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].clone())
-        .collect();
+    let events = app.graphql(Some(&token("guesser")), "{ twoFactor { events(first: 100) { kind } } }", json!({})).await;
+    let kinds: Vec<Value> =
+        events["data"]["twoFactor"]["events"].as_array().unwrap().iter().map(|e| e["kind"].clone()).collect();
     assert_eq!(kinds.iter().filter(|k| *k == "LOCKED_OUT").count(), 1);
     assert_eq!(kinds.iter().filter(|k| *k == "VERIFY_FAILED").count(), 5);
 }
@@ -178,24 +128,16 @@ async fn two_instances_sharing_the_database_hold_the_lockout() {
 async fn concurrent_recovery_code_use_consumes_it_once() {
     let app = Arc::new(TestApp::spawn().await);
     let t = token("rc");
-    let setup = app
+    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
+    let secret = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
+    let res = app
         .graphql(
             Some(&t),
-            "mutation { setupTotp { ... on TotpSetup { secret } } }",
-            json!({}),
+            "mutation($code: String!) { enableTotp(code: $code) { ... on TotpEnabled { recoveryCodes } } }",
+            json!({ "code": app.code(&secret, 0) }),
         )
         .await;
-    let secret = setup["data"]["setupTotp"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .graphql(Some(&t), "mutation($code: String!) { enableTotp(code: $code) { ... on TotpEnabled { recoveryCodes } } }", json!({ "code": app.code(&secret, 0) }))
-        .await;
-    let code = res["data"]["enableTotp"]["recoveryCodes"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = res["data"]["enableTotp"]["recoveryCodes"][0].as_str().unwrap().to_owned();
     let mut tasks = Vec::new();
     for _ in 0..20 {
         tasks.push(tokio::spawn(graphql(

@@ -26,12 +26,7 @@ fn schema_has_the_spec_names() {
             bare.push_str(part);
         }
     }
-    let sdl = bare
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace("( ", "(")
-        .replace(" )", ")");
+    let sdl = bare.split_whitespace().collect::<Vec<_>>().join(" ").replace("( ", "(").replace(" )", ")");
     for needle in [
         "scalar DateTime @specifiedBy(url: \"https://datatracker.ietf.org/doc/html/rfc3339\")",
         "interface UserError",

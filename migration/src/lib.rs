@@ -13,8 +13,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261125_000001_create_two_factor_tables::Migration,
-        )]
+        vec![Box::new(m20261125_000001_create_two_factor_tables::Migration)]
     }
 }

@@ -11,67 +11,20 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(TotpCredentials::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(TotpCredentials::UserId)
-                            .string_len(255)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(TotpCredentials::UserId).string_len(255).not_null().primary_key())
                     .col(ColumnDef::new(TotpCredentials::Secret).binary().not_null())
-                    .col(
-                        ColumnDef::new(TotpCredentials::KeyId)
-                            .string_len(32)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::Algorithm)
-                            .string_len(8)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(TotpCredentials::KeyId).string_len(32).not_null())
+                    .col(ColumnDef::new(TotpCredentials::Algorithm).string_len(8).not_null())
                     .col(ColumnDef::new(TotpCredentials::Digits).integer().not_null())
                     .col(ColumnDef::new(TotpCredentials::Period).integer().not_null())
-                    .col(
-                        ColumnDef::new(TotpCredentials::Enabled)
-                            .boolean()
-                            .not_null()
-                            .default(false),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::PendingExpiresAt)
-                            .big_integer()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::EnabledAt)
-                            .big_integer()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::LastUsedStep)
-                            .big_integer()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::FailedAttempts)
-                            .integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::LockedUntil)
-                            .big_integer()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::CreatedAt)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(TotpCredentials::UpdatedAt)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(TotpCredentials::Enabled).boolean().not_null().default(false))
+                    .col(ColumnDef::new(TotpCredentials::PendingExpiresAt).big_integer().null())
+                    .col(ColumnDef::new(TotpCredentials::EnabledAt).big_integer().null())
+                    .col(ColumnDef::new(TotpCredentials::LastUsedStep).big_integer().null())
+                    .col(ColumnDef::new(TotpCredentials::FailedAttempts).integer().not_null().default(0))
+                    .col(ColumnDef::new(TotpCredentials::LockedUntil).big_integer().null())
+                    .col(ColumnDef::new(TotpCredentials::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(TotpCredentials::UpdatedAt).big_integer().not_null())
                     .to_owned(),
             )
             .await?;
@@ -90,24 +43,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RecoveryCodes::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(RecoveryCodes::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(RecoveryCodes::UserId)
-                            .string_len(255)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(RecoveryCodes::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(RecoveryCodes::UserId).string_len(255).not_null())
                     .col(ColumnDef::new(RecoveryCodes::CodeHash).binary().not_null())
-                    .col(
-                        ColumnDef::new(RecoveryCodes::CreatedAt)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(RecoveryCodes::CreatedAt).big_integer().not_null())
                     .to_owned(),
             )
             .await?;
@@ -128,25 +67,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(AuditEvents::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(AuditEvents::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(AuditEvents::UserId)
-                            .string_len(255)
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(AuditEvents::UserId).string_len(255).not_null())
                     .col(ColumnDef::new(AuditEvents::Kind).string_len(32).not_null())
                     .col(ColumnDef::new(AuditEvents::At).big_integer().not_null())
-                    .col(
-                        ColumnDef::new(AuditEvents::CorrelationId)
-                            .string_len(128)
-                            .null(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::CorrelationId).string_len(128).null())
                     .to_owned(),
             )
             .await?;
@@ -162,25 +87,15 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_audit_events_at")
-                    .table(AuditEvents::Table)
-                    .col(AuditEvents::At)
-                    .to_owned(),
+                Index::create().name("idx_audit_events_at").table(AuditEvents::Table).col(AuditEvents::At).to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(AuditEvents::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(RecoveryCodes::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(TotpCredentials::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(RecoveryCodes::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(TotpCredentials::Table).to_owned()).await
     }
 }
 

@@ -5,9 +5,7 @@
 
 mod types;
 
-use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, Object, SDLExportOptions, Schema,
-};
+use async_graphql::{Context, EmptySubscription, ErrorExtensions, Object, SDLExportOptions, Schema};
 
 use crate::auth::{AuthError, Viewer};
 use crate::service::{DomainError, TwoFactor};
@@ -44,20 +42,14 @@ pub fn build_schema() -> TwofoldSchema {
 /// The SDL exported to `schema.graphql`.
 pub fn sdl() -> String {
     build_schema().sdl_with_options(
-        SDLExportOptions::new()
-            .sorted_fields()
-            .sorted_arguments()
-            .sorted_enum_items()
-            .include_specified_by(),
+        SDLExportOptions::new().sorted_fields().sorted_arguments().sorted_enum_items().include_specified_by(),
     )
 }
 
 /// A top-level `UNAUTHENTICATED` error (Apollo's convention).
 pub fn unauthenticated() -> async_graphql::Error {
-    async_graphql::Error::new(
-        "Authentication required: send a valid `Authorization: Bearer <token>` header.",
-    )
-    .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
+    async_graphql::Error::new("Authentication required: send a valid `Authorization: Bearer <token>` header.")
+        .extend_with(|_, ext| ext.set("code", "UNAUTHENTICATED"))
 }
 
 /// A top-level `INTERNAL_SERVER_ERROR` with the correlation id and no internal detail; the
@@ -100,16 +92,9 @@ pub struct Mutation;
 impl Mutation {
     /// Starts (or restarts) enrolment and returns only the secret (Cloudreve's "prepare").
     /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
-    async fn prepare_two_factor(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<PrepareTwoFactorResult> {
+    async fn prepare_two_factor(&self, ctx: &Context<'_>) -> async_graphql::Result<PrepareTwoFactorResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .begin_enrolment(viewer, &data.correlation_id)
-            .await
-        {
+        match data.service.begin_enrolment(viewer, &data.correlation_id).await {
             Ok(e) => Ok(PrepareTwoFactorResult::TwoFactorSecret(TwoFactorSecret {
                 secret: e.secret,
                 expires_at: DateTime(e.expires_at),
@@ -122,18 +107,10 @@ impl Mutation {
     /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
     async fn setup_totp(&self, ctx: &Context<'_>) -> async_graphql::Result<SetupTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .begin_enrolment(viewer, &data.correlation_id)
-            .await
-        {
+        match data.service.begin_enrolment(viewer, &data.correlation_id).await {
             Ok(e) => {
-                let qr_code = totp::qr_data_uri(&e.otpauth_uri).map_err(|err| {
-                    internal_error(
-                        &data.correlation_id,
-                        &DomainError::Internal(err.to_string()),
-                    )
-                })?;
+                let qr_code = totp::qr_data_uri(&e.otpauth_uri)
+                    .map_err(|err| internal_error(&data.correlation_id, &DomainError::Internal(err.to_string())))?;
                 Ok(SetupTotpResult::TotpSetup(TotpSetup {
                     secret: e.secret,
                     qr_code,
@@ -152,11 +129,7 @@ impl Mutation {
         #[graphql(desc = "A current code from the authenticator app.")] code: String,
     ) -> async_graphql::Result<EnableTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .enable(viewer, &code, &data.correlation_id)
-            .await
-        {
+        match data.service.enable(viewer, &code, &data.correlation_id).await {
             Ok(e) => Ok(EnableTotpResult::TotpEnabled(TotpEnabled {
                 recovery_codes: e.recovery_codes,
                 enabled_at: DateTime(e.enabled_at),
@@ -173,11 +146,7 @@ impl Mutation {
         #[graphql(desc = "A current code from the authenticator app.")] code: String,
     ) -> async_graphql::Result<VerifyTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .verify(viewer, &code, &data.correlation_id)
-            .await
-        {
+        match data.service.verify(viewer, &code, &data.correlation_id).await {
             Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
             Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
         }
@@ -187,15 +156,10 @@ impl Mutation {
     async fn use_recovery_code(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "One unused recovery code, in any case, with or without dashes.")]
-        code: String,
+        #[graphql(desc = "One unused recovery code, in any case, with or without dashes.")] code: String,
     ) -> async_graphql::Result<VerifyTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .use_recovery_code(viewer, &code, &data.correlation_id)
-            .await
-        {
+        match data.service.use_recovery_code(viewer, &code, &data.correlation_id).await {
             Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
             Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
         }
@@ -209,11 +173,7 @@ impl Mutation {
         #[graphql(desc = "A current TOTP code or an unused recovery code.")] code: String,
     ) -> async_graphql::Result<DisableTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .disable(viewer, &code, &data.correlation_id)
-            .await
-        {
+        match data.service.disable(viewer, &code, &data.correlation_id).await {
             Ok(at) => Ok(DisableTotpResult::TotpDisabled(TotpDisabled {
                 disabled_at: DateTime(at),
                 user_id: viewer.user_id.clone(),
@@ -229,16 +189,8 @@ impl Mutation {
         #[graphql(desc = "A current code from the authenticator app.")] code: String,
     ) -> async_graphql::Result<RegenerateRecoveryCodesResult> {
         let (data, viewer) = caller(ctx)?;
-        match data
-            .service
-            .regenerate_recovery_codes(viewer, &code, &data.correlation_id)
-            .await
-        {
-            Ok(codes) => Ok(RegenerateRecoveryCodesResult::RecoveryCodes(
-                RecoveryCodes {
-                    recovery_codes: codes,
-                },
-            )),
+        match data.service.regenerate_recovery_codes(viewer, &code, &data.correlation_id).await {
+            Ok(codes) => Ok(RegenerateRecoveryCodesResult::RecoveryCodes(RecoveryCodes { recovery_codes: codes })),
             Err(e) => RegenerateRecoveryCodesResult::from_error(e, &data.correlation_id),
         }
     }

@@ -2,8 +2,8 @@
 //! is derived from a database model.
 
 use async_graphql::{
-    ComplexObject, Context, Enum, ID, InputValueError, InputValueResult, Interface, Scalar,
-    ScalarType, SimpleObject, Union, Value,
+    ComplexObject, Context, Enum, ID, InputValueError, InputValueResult, Interface, Scalar, ScalarType, SimpleObject,
+    Union, Value,
 };
 use chrono::{SecondsFormat, TimeZone, Utc};
 
@@ -15,10 +15,7 @@ use crate::service::{self, DomainError, EventKind, Status};
 pub struct DateTime(pub i64);
 
 /// RFC 3339 timestamp in UTC with a `Z`, at most millisecond precision, e.g. `2026-11-25T01:02:03Z`.
-#[Scalar(
-    name = "DateTime",
-    specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339"
-)]
+#[Scalar(name = "DateTime", specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339")]
 impl ScalarType for DateTime {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
@@ -36,10 +33,7 @@ impl ScalarType for DateTime {
 
 /// Formats Unix milliseconds as RFC 3339 UTC with `Z` (fraction only when non-zero).
 pub fn format_timestamp(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_default()
+    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)).unwrap_or_default()
 }
 
 /// Machine-readable code of a `UserError`.
@@ -68,16 +62,8 @@ impl From<&TwoFactorErrorCode> for TwoFactorErrorCode {
 /// An expected failure, returned as data inside a mutation's result union.
 #[derive(Interface)]
 #[graphql(
-    field(
-        name = "code",
-        ty = "TwoFactorErrorCode",
-        desc = "Machine-readable error code."
-    ),
-    field(
-        name = "message",
-        ty = "String",
-        desc = "Human-readable explanation (English)."
-    )
+    field(name = "code", ty = "TwoFactorErrorCode", desc = "Machine-readable error code."),
+    field(name = "message", ty = "String", desc = "Human-readable explanation (English).")
 )]
 pub enum UserError {
     TotpAlreadyEnabled(TotpAlreadyEnabled),
@@ -217,11 +203,7 @@ pub struct TotpDisabled {
 
 async fn load_status(ctx: &Context<'_>, user_id: &str) -> async_graphql::Result<TwoFactorStatus> {
     let data = ctx.data::<RequestData>()?;
-    data.service
-        .status(user_id)
-        .await
-        .map(TwoFactorStatus)
-        .map_err(|e| super::internal_error(&data.correlation_id, &e))
+    data.service.status(user_id).await.map(TwoFactorStatus).map_err(|e| super::internal_error(&data.correlation_id, &e))
 }
 
 #[ComplexObject]
@@ -311,12 +293,8 @@ pub struct TwoFactorStatus(pub Status);
 /// Stable opaque id of a user's two-factor status, derived from `sub` alone.
 pub fn status_id(user_id: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest =
-        Sha256::digest([b"twofold:TwoFactorStatus:".as_slice(), user_id.as_bytes()].concat());
-    format!(
-        "TwoFactorStatus:{}",
-        data_encoding::BASE64URL_NOPAD.encode(&digest[..18])
-    )
+    let digest = Sha256::digest([b"twofold:TwoFactorStatus:".as_slice(), user_id.as_bytes()].concat());
+    format!("TwoFactorStatus:{}", data_encoding::BASE64URL_NOPAD.encode(&digest[..18]))
 }
 
 #[async_graphql::Object]
@@ -375,11 +353,7 @@ impl TwoFactorStatus {
             .map_err(|e| super::internal_error(&data.correlation_id, &e))?;
         Ok(events
             .into_iter()
-            .map(|e| TwoFactorEvent {
-                kind: e.kind.into(),
-                at: DateTime(e.at),
-                correlation_id: e.correlation_id,
-            })
+            .map(|e| TwoFactorEvent { kind: e.kind.into(), at: DateTime(e.at), correlation_id: e.correlation_id })
             .collect())
     }
 }
@@ -444,37 +418,30 @@ pub fn user_error(e: DomainError, correlation_id: &str) -> async_graphql::Result
     let message = e.to_string();
     let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(match e {
-        DomainError::TotpAlreadyEnabled => UserError::TotpAlreadyEnabled(TotpAlreadyEnabled {
-            code: TwoFactorErrorCode::TotpAlreadyEnabled,
-            message,
-        }),
-        DomainError::NoPendingSetup => UserError::NoPendingSetup(NoPendingSetup {
-            code: TwoFactorErrorCode::NoPendingSetup,
-            message,
-        }),
+        DomainError::TotpAlreadyEnabled => {
+            UserError::TotpAlreadyEnabled(TotpAlreadyEnabled { code: TwoFactorErrorCode::TotpAlreadyEnabled, message })
+        }
+        DomainError::NoPendingSetup => {
+            UserError::NoPendingSetup(NoPendingSetup { code: TwoFactorErrorCode::NoPendingSetup, message })
+        }
         DomainError::InvalidCode { attempts_remaining } => UserError::InvalidCode(InvalidCode {
             code: TwoFactorErrorCode::InvalidCode,
             message,
             attempts_remaining: count(attempts_remaining),
         }),
-        DomainError::CodeAlreadyUsed { attempts_remaining } => {
-            UserError::CodeAlreadyUsed(CodeAlreadyUsed {
-                code: TwoFactorErrorCode::CodeAlreadyUsed,
-                message,
-                attempts_remaining: count(attempts_remaining),
-            })
-        }
-        DomainError::TooManyAttempts {
-            retry_after_seconds,
-        } => UserError::TooManyAttempts(TooManyAttempts {
+        DomainError::CodeAlreadyUsed { attempts_remaining } => UserError::CodeAlreadyUsed(CodeAlreadyUsed {
+            code: TwoFactorErrorCode::CodeAlreadyUsed,
+            message,
+            attempts_remaining: count(attempts_remaining),
+        }),
+        DomainError::TooManyAttempts { retry_after_seconds } => UserError::TooManyAttempts(TooManyAttempts {
             code: TwoFactorErrorCode::TooManyAttempts,
             message,
             retry_after_seconds: i32::try_from(retry_after_seconds).unwrap_or(i32::MAX),
         }),
-        DomainError::TotpNotEnabled => UserError::TotpNotEnabled(TotpNotEnabled {
-            code: TwoFactorErrorCode::TotpNotEnabled,
-            message,
-        }),
+        DomainError::TotpNotEnabled => {
+            UserError::TotpNotEnabled(TotpNotEnabled { code: TwoFactorErrorCode::TotpNotEnabled, message })
+        }
         e @ (DomainError::Database(_) | DomainError::Internal(_)) => {
             return Err(super::internal_error(correlation_id, &e));
         }
@@ -500,30 +467,10 @@ macro_rules! union_from_error {
 
 union_from_error!(PrepareTwoFactorResult { TotpAlreadyEnabled });
 union_from_error!(SetupTotpResult { TotpAlreadyEnabled });
-union_from_error!(EnableTotpResult {
-    NoPendingSetup,
-    InvalidCode,
-    TooManyAttempts,
-    TotpAlreadyEnabled
-});
-union_from_error!(VerifyTotpResult {
-    InvalidCode,
-    CodeAlreadyUsed,
-    TooManyAttempts,
-    TotpNotEnabled
-});
-union_from_error!(DisableTotpResult {
-    InvalidCode,
-    CodeAlreadyUsed,
-    TooManyAttempts,
-    TotpNotEnabled
-});
-union_from_error!(RegenerateRecoveryCodesResult {
-    InvalidCode,
-    CodeAlreadyUsed,
-    TooManyAttempts,
-    TotpNotEnabled
-});
+union_from_error!(EnableTotpResult { NoPendingSetup, InvalidCode, TooManyAttempts, TotpAlreadyEnabled });
+union_from_error!(VerifyTotpResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
+union_from_error!(DisableTotpResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
+union_from_error!(RegenerateRecoveryCodesResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
 
 impl From<service::VerificationMethod> for VerificationMethod {
     fn from(m: service::VerificationMethod) -> Self {

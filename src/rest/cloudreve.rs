@@ -72,14 +72,7 @@ pub struct SettingsPatch {
 }
 
 fn success(data: Option<Value>) -> Response {
-    Json(Envelope {
-        code: 0,
-        data,
-        msg: String::new(),
-        error: None,
-        correlation_id: None,
-    })
-    .into_response()
+    Json(Envelope { code: 0, data, msg: String::new(), error: None, correlation_id: None }).into_response()
 }
 
 struct Failure {
@@ -90,11 +83,7 @@ struct Failure {
 
 impl Failure {
     fn new((code, msg): (i32, &str)) -> Self {
-        Failure {
-            code,
-            msg: msg.to_owned(),
-            detail: None,
-        }
+        Failure { code, msg: msg.to_owned(), detail: None }
     }
 
     fn respond(self, state: &AppState, cid: &CorrelationId) -> Response {
@@ -102,11 +91,7 @@ impl Failure {
             code: self.code,
             data: None,
             msg: self.msg,
-            error: if state.options.debug {
-                self.detail
-            } else {
-                None
-            },
+            error: if state.options.debug { self.detail } else { None },
             correlation_id: Some(cid.0.clone()),
         })
         .into_response()
@@ -116,9 +101,7 @@ impl Failure {
 fn auth_failure(e: AuthError) -> Failure {
     match e {
         AuthError::WrongTokenType => Failure::new(INVALID_TOKEN_TYPE),
-        AuthError::Missing | AuthError::Invalid | AuthError::Expired => {
-            Failure::new(LOGIN_REQUIRED)
-        }
+        AuthError::Missing | AuthError::Invalid | AuthError::Expired => Failure::new(LOGIN_REQUIRED),
     }
 }
 
@@ -126,30 +109,22 @@ fn auth_failure(e: AuthError) -> Failure {
 fn domain_failure(e: DomainError) -> Failure {
     match e {
         DomainError::TotpAlreadyEnabled => Failure::new(ALREADY_ENABLED),
-        DomainError::InvalidCode { .. }
-        | DomainError::CodeAlreadyUsed { .. }
-        | DomainError::TotpNotEnabled => Failure::new(INCORRECT_CODE),
+        DomainError::InvalidCode { .. } | DomainError::CodeAlreadyUsed { .. } | DomainError::TotpNotEnabled => {
+            Failure::new(INCORRECT_CODE)
+        }
         DomainError::NoPendingSetup => Failure::new(NO_SESSION),
-        DomainError::TooManyAttempts {
-            retry_after_seconds,
-        } => Failure {
+        DomainError::TooManyAttempts { retry_after_seconds } => Failure {
             code: TOO_MANY_ATTEMPTS,
             msg: format!("Too many attempts, retry in {retry_after_seconds} seconds"),
             detail: None,
         },
         DomainError::Database(error) => {
             tracing::error!(%error, "database error");
-            Failure {
-                detail: Some(error.to_string()),
-                ..Failure::new(DATABASE_ERROR)
-            }
+            Failure { detail: Some(error.to_string()), ..Failure::new(DATABASE_ERROR) }
         }
         DomainError::Internal(error) => {
             tracing::error!(%error, "internal error");
-            Failure {
-                detail: Some(error),
-                ..Failure::new(INTERNAL_ERROR)
-            }
+            Failure { detail: Some(error), ..Failure::new(INTERNAL_ERROR) }
         }
     }
 }
@@ -200,11 +175,7 @@ fn parse_settings_change(body: &Value) -> Option<SettingsChange> {
         Some(Value::String(s)) => s.clone(),
         _ => return None,
     };
-    Some(if enabled {
-        SettingsChange::Enable(code)
-    } else {
-        SettingsChange::Disable(code)
-    })
+    Some(if enabled { SettingsChange::Enable(code) } else { SettingsChange::Disable(code) })
 }
 
 /// Enables (`two_fa_enabled: true`) or disables (`false`) 2FA with `two_fa_code`.
@@ -239,16 +210,8 @@ pub(crate) async fn update_settings(
     let result = match change {
         None => return Failure::new(PARAMETER_ERROR).respond(&state, &cid),
         Some(SettingsChange::Nothing) => Ok(()),
-        Some(SettingsChange::Enable(code)) => state
-            .service
-            .enable(&viewer, &code, &cid.0)
-            .await
-            .map(|_| ()),
-        Some(SettingsChange::Disable(code)) => state
-            .service
-            .disable(&viewer, &code, &cid.0)
-            .await
-            .map(|_| ()),
+        Some(SettingsChange::Enable(code)) => state.service.enable(&viewer, &code, &cid.0).await.map(|_| ()),
+        Some(SettingsChange::Disable(code)) => state.service.disable(&viewer, &code, &cid.0).await.map(|_| ()),
     };
     match result {
         Ok(()) => success(None),

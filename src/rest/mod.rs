@@ -80,7 +80,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .bearer_format("JWT")
-                .description(Some("A JWT from the host application (HS256 by default): `sub` is the user; `exp` required."))
+                .description(Some(
+                    "A JWT from the host application (HS256 by default): `sub` is the user; `exp` required.",
+                ))
                 .build(),
         ),
     );

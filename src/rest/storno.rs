@@ -135,13 +135,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: message.to_owned(),
-        }),
-    )
-        .into_response()
+    (status, Json(ErrorBody { error: message.to_owned() })).into_response()
 }
 
 fn auth_error(e: AuthError) -> Response {
@@ -150,11 +144,7 @@ fn auth_error(e: AuthError) -> Response {
         AuthError::Expired => "Expired JWT Token",
         AuthError::Invalid | AuthError::WrongTokenType => "Invalid JWT Token",
     };
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "code": 401, "message": message })),
-    )
-        .into_response()
+    (StatusCode::UNAUTHORIZED, Json(json!({ "code": 401, "message": message }))).into_response()
 }
 
 /// Which route a domain failure comes from (the answers differ per route).
@@ -171,12 +161,7 @@ enum Route {
 fn domain_error(route: Route, e: DomainError) -> Response {
     use DomainError as E;
     match (route, e) {
-        (
-            _,
-            E::TooManyAttempts {
-                retry_after_seconds,
-            },
-        ) => {
+        (_, E::TooManyAttempts { retry_after_seconds }) => {
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many attempts. Try again in {retry_after_seconds} seconds."),
@@ -256,10 +241,7 @@ pub(crate) async fn setup(
     };
     match state.service.begin_enrolment(&viewer, &cid.0).await {
         Ok(e) => match totp::qr_data_uri(&e.otpauth_uri) {
-            Ok(qr) => {
-                Json(json!({ "secret": e.secret, "qrCode": qr, "otpauthUri": e.otpauth_uri }))
-                    .into_response()
-            }
+            Ok(qr) => Json(json!({ "secret": e.secret, "qrCode": qr, "otpauthUri": e.otpauth_uri })).into_response(),
             Err(err) => domain_error(Route::Setup, DomainError::Internal(err.to_string())),
         },
         Err(e) => domain_error(Route::Setup, e),
@@ -293,11 +275,7 @@ pub(crate) async fn enable(
         Err(r) => return r,
     };
     match state.service.enable(&viewer, &code, &cid.0).await {
-        Ok(e) => Json(EnableResponse {
-            enabled: true,
-            backup_codes: e.recovery_codes,
-        })
-        .into_response(),
+        Ok(e) => Json(EnableResponse { enabled: true, backup_codes: e.recovery_codes }).into_response(),
         Err(e) => domain_error(Route::Enable, e),
     }
 }
@@ -358,15 +336,8 @@ pub(crate) async fn regenerate(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match state
-        .service
-        .regenerate_recovery_codes(&viewer, &code, &cid.0)
-        .await
-    {
-        Ok(codes) => Json(BackupCodesResponse {
-            backup_codes: codes,
-        })
-        .into_response(),
+    match state.service.regenerate_recovery_codes(&viewer, &code, &cid.0).await {
+        Ok(codes) => Json(BackupCodesResponse { backup_codes: codes }).into_response(),
         Err(e) => domain_error(Route::Regenerate, e),
     }
 }
@@ -425,10 +396,7 @@ pub(crate) async fn verify(
         Some(_) => return error(StatusCode::BAD_REQUEST, INVALID_JSON),
     };
     let result = if backup {
-        state
-            .service
-            .use_recovery_code(&viewer, &code, &cid.0)
-            .await
+        state.service.use_recovery_code(&viewer, &code, &cid.0).await
     } else {
         state.service.verify(&viewer, &code, &cid.0).await
     };

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 pub use entities::{audit_event, credential, recovery_code};
@@ -116,9 +115,7 @@ impl Store {
     }
 
     pub async fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
-        credential::Entity::find_by_id(user_id.to_owned())
-            .one(&self.db)
-            .await
+        credential::Entity::find_by_id(user_id.to_owned()).one(&self.db).await
     }
 
     /// Inserts or overwrites the user's pending secret in one statement. Returns `false` (and
@@ -155,10 +152,8 @@ impl Store {
             ])
             .action_and_where(Expr::col((credential::Entity, C::Enabled)).eq(false))
             .to_owned();
-        let affected = credential::Entity::insert(row)
-            .on_conflict(on_conflict)
-            .exec_without_returning(&self.db)
-            .await?;
+        let affected =
+            credential::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(&self.db).await?;
         Ok(affected == 1)
     }
 
@@ -197,12 +192,8 @@ impl Store {
         Ok(match rows.first() {
             None => FailureOutcome::NotCounted,
             Some(row) => match row.locked_until {
-                Some(until) if until > now => FailureOutcome::LockedOut {
-                    locked_until: until,
-                },
-                _ => FailureOutcome::Counted {
-                    failed_attempts: row.failed_attempts,
-                },
+                Some(until) if until > now => FailureOutcome::LockedOut { locked_until: until },
+                _ => FailureOutcome::Counted { failed_attempts: row.failed_attempts },
             },
         })
     }
@@ -278,22 +269,13 @@ impl Store {
 
     /// Deletes the enabled credential and its recovery codes if `step` is newer than the last
     /// used step and the credential is not locked.
-    pub async fn disable_with_step(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-    ) -> Result<bool, DbErr> {
+    pub async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
         use credential::Column as C;
         let txn = self.db.begin().await?;
         let deleted = credential::Entity::delete_many()
             .filter(C::UserId.eq(user_id))
             .filter(C::Enabled.eq(true))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(C::LastUsedStep.is_null())
-                    .add(C::LastUsedStep.lt(step)),
-            )
+            .filter(sea_orm::Condition::any().add(C::LastUsedStep.is_null()).add(C::LastUsedStep.lt(step)))
             .filter(not_locked(now))
             .exec(&txn)
             .await?;
@@ -301,10 +283,7 @@ impl Store {
             txn.rollback().await?;
             return Ok(false);
         }
-        recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::UserId.eq(user_id))
-            .exec(&txn)
-            .await?;
+        recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(&txn).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -356,20 +335,14 @@ impl Store {
             return Ok(false);
         }
         if disable {
-            recovery_code::Entity::delete_many()
-                .filter(recovery_code::Column::UserId.eq(user_id))
-                .exec(&txn)
-                .await?;
+            recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(true)
     }
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
-        recovery_code::Entity::find()
-            .filter(recovery_code::Column::UserId.eq(user_id))
-            .count(&self.db)
-            .await
+        recovery_code::Entity::find().filter(recovery_code::Column::UserId.eq(user_id)).count(&self.db).await
     }
 
     pub async fn add_event(
@@ -392,11 +365,7 @@ impl Store {
     }
 
     /// The user's most recent events, newest first.
-    pub async fn events(
-        &self,
-        user_id: &str,
-        limit: u64,
-    ) -> Result<Vec<audit_event::Model>, DbErr> {
+    pub async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
         audit_event::Entity::find()
             .filter(audit_event::Column::UserId.eq(user_id))
             .order_by_desc(audit_event::Column::Id)
@@ -444,18 +413,12 @@ async fn consume_step_on<C: ConnectionTrait>(
         .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
         .col_expr(C::UpdatedAt, Expr::val(now));
     if let Some(reseal) = reseal {
-        update = update
-            .col_expr(C::Secret, Expr::val(reseal.secret))
-            .col_expr(C::KeyId, Expr::val(reseal.key_id));
+        update = update.col_expr(C::Secret, Expr::val(reseal.secret)).col_expr(C::KeyId, Expr::val(reseal.key_id));
     }
     let result = update
         .filter(C::UserId.eq(user_id))
         .filter(C::Enabled.eq(true))
-        .filter(
-            sea_orm::Condition::any()
-                .add(C::LastUsedStep.is_null())
-                .add(C::LastUsedStep.lt(step)),
-        )
+        .filter(sea_orm::Condition::any().add(C::LastUsedStep.is_null()).add(C::LastUsedStep.lt(step)))
         .filter(not_locked(now))
         .exec(conn)
         .await?;
@@ -468,20 +431,13 @@ async fn replace_codes_on<C: ConnectionTrait>(
     code_hashes: Vec<Vec<u8>>,
     now: i64,
 ) -> Result<(), DbErr> {
-    recovery_code::Entity::delete_many()
-        .filter(recovery_code::Column::UserId.eq(user_id))
-        .exec(conn)
-        .await?;
-    let rows = code_hashes
-        .into_iter()
-        .map(|hash| recovery_code::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            code_hash: Set(hash),
-            created_at: Set(now),
-            ..Default::default()
-        });
-    recovery_code::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
+    recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(conn).await?;
+    let rows = code_hashes.into_iter().map(|hash| recovery_code::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        code_hash: Set(hash),
+        created_at: Set(now),
+        ..Default::default()
+    });
+    recovery_code::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ mod qr;
 mod recovery;
 mod uri;
 
-pub use qr::{QrError, qr_data_uri, qr_png};
+pub use qr::{QrError, qr_data_uri, qr_modules, qr_png};
 pub use recovery::{RECOVERY_CODE_COUNT, generate_recovery_codes, normalize_recovery_code};
 pub use uri::otpauth_uri;
 
@@ -57,9 +57,7 @@ impl FromStr for Algorithm {
             "SHA1" => Ok(Algorithm::Sha1),
             "SHA256" => Ok(Algorithm::Sha256),
             "SHA512" => Ok(Algorithm::Sha512),
-            other => Err(format!(
-                "unknown TOTP algorithm `{other}` (expected SHA1, SHA256 or SHA512)"
-            )),
+            other => Err(format!("unknown TOTP algorithm `{other}` (expected SHA1, SHA256 or SHA512)")),
         }
     }
 }
@@ -75,11 +73,7 @@ pub struct TotpParams {
 impl Default for TotpParams {
     /// SHA1, 6 digits, 30 seconds: the only combination every authenticator app honours.
     fn default() -> Self {
-        TotpParams {
-            algorithm: Algorithm::Sha1,
-            digits: 6,
-            period: 30,
-        }
+        TotpParams { algorithm: Algorithm::Sha1, digits: 6, period: 30 }
     }
 }
 
@@ -132,13 +126,7 @@ impl Secret {
     /// Checks `code` against the steps `now ± skew` in constant time per candidate and returns
     /// the matched time step, or `None`. The code must already be normalised (see
     /// [`normalize_totp_code`]).
-    pub fn matching_step(
-        &self,
-        params: TotpParams,
-        code: &str,
-        unix_seconds: u64,
-        skew: u16,
-    ) -> Option<u64> {
+    pub fn matching_step(&self, params: TotpParams, code: &str, unix_seconds: u64, skew: u16) -> Option<u64> {
         self.totp(params, skew).check(code, unix_seconds)
     }
 }
@@ -164,9 +152,7 @@ mod tests {
     fn rfc6238_test_vectors() {
         let sha1 = Secret::from_bytes(b"12345678901234567890".to_vec());
         let sha256 = Secret::from_bytes(b"12345678901234567890123456789012".to_vec());
-        let sha512 = Secret::from_bytes(
-            b"1234567890123456789012345678901234567890123456789012345678901234".to_vec(),
-        );
+        let sha512 = Secret::from_bytes(b"1234567890123456789012345678901234567890123456789012345678901234".to_vec());
         let vectors: &[(u64, &str, &str, &str)] = &[
             (59, "94287082", "46119246", "90693936"),
             (1111111109, "07081804", "68084774", "25091201"),
@@ -176,22 +162,10 @@ mod tests {
             (20000000000, "65353130", "77737706", "47863826"),
         ];
         for &(t, c1, c256, c512) in vectors {
-            let p = |algorithm| TotpParams {
-                algorithm,
-                digits: 8,
-                period: 30,
-            };
+            let p = |algorithm| TotpParams { algorithm, digits: 8, period: 30 };
             assert_eq!(sha1.code_at(p(Algorithm::Sha1), t), c1, "SHA1 at {t}");
-            assert_eq!(
-                sha256.code_at(p(Algorithm::Sha256), t),
-                c256,
-                "SHA256 at {t}"
-            );
-            assert_eq!(
-                sha512.code_at(p(Algorithm::Sha512), t),
-                c512,
-                "SHA512 at {t}"
-            );
+            assert_eq!(sha256.code_at(p(Algorithm::Sha256), t), c256, "SHA256 at {t}");
+            assert_eq!(sha512.code_at(p(Algorithm::Sha512), t), c512, "SHA512 at {t}");
         }
     }
 
@@ -204,10 +178,7 @@ mod tests {
         for delta in [-1i64, 0, 1] {
             let t = (now as i64 + delta * 30) as u64;
             let code = secret.code_at(params, t);
-            assert_eq!(
-                secret.matching_step(params, &code, now, 1),
-                Some((step as i64 + delta) as u64)
-            );
+            assert_eq!(secret.matching_step(params, &code, now, 1), Some((step as i64 + delta) as u64));
         }
         let far = secret.code_at(params, now + 90);
         assert_eq!(secret.matching_step(params, &far, now, 1), None);
@@ -219,19 +190,13 @@ mod tests {
         assert_eq!(s.as_bytes().len(), 20);
         let b32 = s.to_base32();
         assert_eq!(b32.len(), 32);
-        assert!(
-            b32.bytes()
-                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
-        );
+        assert!(b32.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
         assert_ne!(s, Secret::generate().unwrap());
     }
 
     #[test]
     fn codes_are_normalised() {
-        assert_eq!(
-            normalize_totp_code(" 123 456 ", 6).as_deref(),
-            Some("123456")
-        );
+        assert_eq!(normalize_totp_code(" 123 456 ", 6).as_deref(), Some("123456"));
         assert_eq!(normalize_totp_code("12345", 6), None);
         assert_eq!(normalize_totp_code("12345a", 6), None);
         assert_eq!(normalize_totp_code("１２３４５６", 6), None);

@@ -38,11 +38,8 @@ pub fn generate_recovery_codes() -> Result<Vec<String>, getrandom::Error> {
 /// Upper-cases and strips separators (`-`, whitespace). Returns `None` when the result is not a
 /// well-formed recovery code.
 pub fn normalize_recovery_code(input: &str) -> Option<String> {
-    let code: String = input
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let code: String =
+        input.chars().filter(|c| !c.is_whitespace() && *c != '-').map(|c| c.to_ascii_uppercase()).collect();
     (code.len() == LEN && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
 }
 
@@ -60,10 +57,7 @@ mod tests {
             assert_eq!(code.matches('-').count(), 2);
             assert!(!code.contains(['0', 'O', '1', 'I', 'L']));
             let typed = code.to_lowercase().replace('-', " ");
-            assert_eq!(
-                normalize_recovery_code(&typed).unwrap(),
-                code.replace('-', "")
-            );
+            assert_eq!(normalize_recovery_code(&typed).unwrap(), code.replace('-', ""));
         }
         assert_eq!(normalize_recovery_code("ABCD-EFGH-JKM0"), None);
     }

@@ -34,30 +34,14 @@ mod tests {
 
     #[test]
     fn encodes_label_and_parameters() {
-        let secret = Secret::from_bytes(
-            data_encoding::BASE32_NOPAD
-                .decode(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
-                .unwrap(),
-        );
+        let secret =
+            Secret::from_bytes(data_encoding::BASE32_NOPAD.decode(b"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap());
         assert_eq!(
-            otpauth_uri(
-                "Twofold",
-                "alice@example.com",
-                &secret,
-                TotpParams::default()
-            ),
+            otpauth_uri("Twofold", "alice@example.com", &secret, TotpParams::default()),
             "otpauth://totp/Twofold:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Twofold&algorithm=SHA1&digits=6&period=30"
         );
-        let uri = otpauth_uri(
-            "Acme: Corp",
-            "bob:smith jr+1/é",
-            &secret,
-            TotpParams::default(),
-        );
-        assert!(
-            uri.starts_with("otpauth://totp/Acme%20Corp:bobsmith%20jr%2B1%2F%C3%A9?secret="),
-            "{uri}"
-        );
+        let uri = otpauth_uri("Acme: Corp", "bob:smith jr+1/é", &secret, TotpParams::default());
+        assert!(uri.starts_with("otpauth://totp/Acme%20Corp:bobsmith%20jr%2B1%2F%C3%A9?secret="), "{uri}");
         assert!(uri.contains("&issuer=Acme%20Corp&"));
         assert!(!uri.contains('+'));
     }

@@ -36,19 +36,11 @@ impl Drop for DbGuard {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // A fresh runtime on its own thread: Drop may run inside a test's runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 rt.block_on(async {
                     use sea_orm::ConnectionTrait;
                     let admin = sea_orm::Database::connect(&admin_url).await.ok()?;
-                    admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await
-                        .ok()?;
+                    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.ok()?;
                     admin.close().await.ok()
                 })
             })
@@ -67,21 +59,11 @@ pub async fn fresh_database() -> (String, DbGuard) {
         Ok(admin_url) if !admin_url.is_empty() => {
             use sea_orm::ConnectionTrait;
             let name = format!("twofold_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = sea_orm::Database::connect(&admin_url)
-                .await
-                .expect("connect to TWOFOLD_TEST_DATABASE_URL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .expect("create test database");
+            let admin = sea_orm::Database::connect(&admin_url).await.expect("connect to TWOFOLD_TEST_DATABASE_URL");
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
             admin.close().await.ok();
-            let (base, _) = admin_url
-                .rsplit_once('/')
-                .expect("database URL with a path");
-            (
-                format!("{base}/{name}"),
-                DbGuard::Postgres { admin_url, name },
-            )
+            let (base, _) = admin_url.rsplit_once('/').expect("database URL with a path");
+            (format!("{base}/{name}"), DbGuard::Postgres { admin_url, name })
         }
         _ => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -104,10 +86,7 @@ pub fn authenticator() -> Authenticator {
     Authenticator::new(
         jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes()),
         vec![Algorithm::HS256],
-        &ClaimRules {
-            leeway_seconds: 30,
-            ..Default::default()
-        },
+        &ClaimRules { leeway_seconds: 30, ..Default::default() },
     )
 }
 
@@ -130,36 +109,15 @@ impl TestApp {
         settings: ServiceSettings,
         keys: Keyring,
     ) -> Self {
-        let store = twofold::connect_and_migrate(&db_url, 8)
-            .await
-            .expect("database");
-        let service = TwoFactor::new(
-            store,
-            Arc::new(keys),
-            settings.clone(),
-            Arc::new(clock.clone()),
-        );
+        let store = twofold::connect_and_migrate(&db_url, 8).await.expect("database");
+        let service = TwoFactor::new(store, Arc::new(keys), settings.clone(), Arc::new(clock.clone()));
         let state = AppState::new(service, authenticator(), HttpOptions::default());
-        TestApp {
-            router: twofold::app(state.clone()),
-            state,
-            clock,
-            db_url,
-            settings,
-            guard,
-        }
+        TestApp { router: twofold::app(state.clone()), state, clock, db_url, settings, guard }
     }
 
     /// A second Twofold instance (its own pool and router) on the same database and clock.
     pub async fn another_instance(&self, keys: Keyring, settings: ServiceSettings) -> Self {
-        Self::build(
-            self.db_url.clone(),
-            self.guard.clone(),
-            self.clock.clone(),
-            settings,
-            keys,
-        )
-        .await
+        Self::build(self.db_url.clone(), self.guard.clone(), self.clock.clone(), settings, keys).await
     }
 
     pub fn now_secs(&self) -> u64 {
@@ -190,12 +148,7 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(
-                body.map(|b| Body::from(b.to_owned()))
-                    .unwrap_or_else(Body::empty),
-            )
-            .unwrap();
+        let req = req.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -220,9 +173,7 @@ impl TestApp {
     /// Runs a GraphQL operation; asserts HTTP 200 and returns the whole response.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let body = json!({ "query": query, "variables": variables }).to_string();
-        let (status, value) = self
-            .json(Method::POST, "/graphql", token, Some(&body))
-            .await;
+        let (status, value) = self.json(Method::POST, "/graphql", token, Some(&body)).await;
         assert_eq!(status, StatusCode::OK, "{value}");
         value
     }
@@ -230,12 +181,8 @@ impl TestApp {
 
 /// Signs claims with the test secret (HS256).
 pub fn sign(claims: Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes()))
+        .unwrap()
 }
 
 pub fn unix_now() -> i64 {
@@ -244,18 +191,14 @@ pub fn unix_now() -> i64 {
 
 /// A valid access token for `sub` with `email` `<sub>@example.com`.
 pub fn token(sub: &str) -> String {
-    sign(
-        json!({ "sub": sub, "email": format!("{sub}@example.com"), "iat": unix_now(), "exp": unix_now() + 3600 }),
-    )
+    sign(json!({ "sub": sub, "email": format!("{sub}@example.com"), "iat": unix_now(), "exp": unix_now() + 3600 }))
 }
 
 /// An independent RFC 6238 implementation (HMAC-SHA1 via the `hmac`/`sha1` crates, dynamic
 /// truncation by hand), pinned by the RFC's own test vectors in `totp_helper_matches_rfc6238`.
 pub fn totp(secret_base32: &str, unix_seconds: u64, digits: u32, period: u64) -> String {
     use hmac::{Hmac, KeyInit, Mac};
-    let key = data_encoding::BASE32_NOPAD
-        .decode(secret_base32.as_bytes())
-        .expect("Base32 secret");
+    let key = data_encoding::BASE32_NOPAD.decode(secret_base32.as_bytes()).expect("Base32 secret");
     totp_raw(&key, unix_seconds, digits, period, |key, msg| {
         let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key).unwrap();
         mac.update(msg);
@@ -273,44 +216,26 @@ pub fn totp_raw(
     let counter = unix_seconds / period;
     let hash = hmac(key, &counter.to_be_bytes());
     let offset = (hash[hash.len() - 1] & 0x0f) as usize;
-    let binary = u32::from_be_bytes([
-        hash[offset] & 0x7f,
-        hash[offset + 1],
-        hash[offset + 2],
-        hash[offset + 3],
-    ]);
-    format!(
-        "{:0width$}",
-        binary % 10u32.pow(digits),
-        width = digits as usize
-    )
+    let binary = u32::from_be_bytes([hash[offset] & 0x7f, hash[offset + 1], hash[offset + 2], hash[offset + 3]]);
+    format!("{:0width$}", binary % 10u32.pow(digits), width = digits as usize)
 }
 
 /// Decodes a `data:image/png;base64,…` QR code: returns (width, height, color type, bit depth,
 /// decoded text).
 pub fn decode_qr(data_uri: &str) -> (u32, u32, png::ColorType, png::BitDepth, String, Vec<u8>) {
-    let b64 = data_uri
-        .strip_prefix("data:image/png;base64,")
-        .expect("PNG data URI");
-    let bytes = data_encoding::BASE64
-        .decode(b64.as_bytes())
-        .expect("base64");
+    let b64 = data_uri.strip_prefix("data:image/png;base64,").expect("PNG data URI");
+    let bytes = data_encoding::BASE64.decode(b64.as_bytes()).expect("base64");
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().expect("PNG header");
     let (color, depth) = (reader.info().color_type, reader.info().bit_depth);
     let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
     let info = reader.next_frame(&mut buf).expect("PNG frame");
-    assert_eq!(
-        info.color_type,
-        png::ColorType::Grayscale,
-        "expanded to 8-bit grey"
-    );
+    assert_eq!(info.color_type, png::ColorType::Grayscale, "expanded to 8-bit grey");
     let (w, h) = (info.width, info.height);
     let pixels = buf[..(w * h) as usize].to_vec();
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-        pixels[y * w as usize + x]
-    });
+    let mut img =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| pixels[y * w as usize + x]);
     let grids = img.detect_grids();
     assert_eq!(grids.len(), 1, "exactly one QR symbol");
     let (_, text) = grids[0].decode().expect("QR decodes");
