@@ -1,7 +1,7 @@
 use miniz_oxide::deflate::core::{
     CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
 };
-use qrcode::canvas::{Canvas, MaskPattern};
+use qrcode::canvas::{Canvas, MaskPattern, Module};
 use qrcode::{Color, EcLevel, Version};
 
 /// Side of the QR PNG in pixels.
@@ -29,20 +29,23 @@ pub fn qr_png(data: &str) -> Result<Vec<u8>, QrError> {
     }
     let offset = (QR_SIZE - modules * scale) / 2;
 
-    // 1 bit per pixel, most significant bit first; 1 = white.
+    // 1 bit per pixel, most significant bit first; 1 = white. Each module row is drawn once and
+    // copied `scale` times.
     let row_bytes = QR_SIZE.div_ceil(8) as usize;
     let mut pixels = vec![0xFFu8; row_bytes * QR_SIZE as usize];
+    let mut row = vec![0xFFu8; row_bytes];
     for my in 0..modules {
+        row.fill(0xFF);
         for mx in 0..modules {
-            if colors[(my * modules + mx) as usize] != Color::Dark {
-                continue;
-            }
-            for py in offset + my * scale..offset + (my + 1) * scale {
-                let row = &mut pixels[py as usize * row_bytes..(py as usize + 1) * row_bytes];
+            if colors[(my * modules + mx) as usize] == Color::Dark {
                 for px in offset + mx * scale..offset + (mx + 1) * scale {
                     row[(px / 8) as usize] &= !(0x80 >> (px % 8));
                 }
             }
+        }
+        let top = (offset + my * scale) as usize;
+        for py in top..top + scale as usize {
+            pixels[py * row_bytes..(py + 1) * row_bytes].copy_from_slice(&row);
         }
     }
 
@@ -124,19 +127,201 @@ pub fn qr_modules(data: &str) -> Result<(Vec<Color>, usize), QrError> {
     canvas.draw_all_functional_patterns();
     canvas.draw_data(&encoded, &ec);
     let width = version.width() as usize;
-    let mut best: Option<(u32, Vec<Color>)> = None;
-    for mask in ALL_MASKS {
-        let mut masked = canvas.clone();
-        masked.apply_mask(mask);
-        let colors = masked.into_colors();
-        let dark: Vec<bool> = colors.iter().map(|c| *c == Color::Dark).collect();
-        let score = penalty(&dark, width);
-        // Strictly lower only: on a tie the earlier mask wins, as in `min_by_key`.
-        if best.as_ref().is_none_or(|(s, _)| score < *s) {
-            best = Some((score, colors));
+
+    // The unmasked symbol, and which modules are data (the mask flips only those).
+    let mut unmasked = vec![false; width * width];
+    let mut is_data = vec![false; width * width];
+    for y in 0..width {
+        for x in 0..width {
+            let i = y * width + x;
+            match canvas.get(x as i16, y as i16) {
+                Module::Unmasked(c) => (unmasked[i], is_data[i]) = (c == Color::Dark, true),
+                Module::Masked(c) => unmasked[i] = c == Color::Dark,
+                // Remainder bits: light, and masked like data.
+                Module::Empty => is_data[i] = true,
+            }
         }
     }
-    best.map(|(_, colors)| (colors, width)).ok_or(QrError::TooLong)
+    let best = if width <= 64 {
+        best_mask_bitboard(&unmasked, &is_data, width)
+    } else {
+        best_mask_scalar(&unmasked, &is_data, width)
+    };
+    // Render the chosen mask with the crate itself, so the output is exactly its symbol.
+    canvas.apply_mask(ALL_MASKS[best]);
+    Ok((canvas.into_colors(), width))
+}
+
+/// The mask (0–7) with the lowest penalty — the first on a tie, as `min_by_key` keeps — scored on
+/// a flat grid with [`penalty`]. Used for symbols wider than 64 modules.
+fn best_mask_scalar(unmasked: &[bool], is_data: &[bool], width: usize) -> usize {
+    let mut grid = vec![false; width * width];
+    let mut best = (u32::MAX, 0);
+    for number in 0..ALL_MASKS.len() {
+        for y in 0..width {
+            for x in 0..width {
+                let i = y * width + x;
+                grid[i] = unmasked[i] ^ (is_data[i] && flips(number, x, y));
+            }
+        }
+        for (x, y, dark) in format_info(width, number) {
+            grid[y * width + x] = dark;
+        }
+        let score = penalty(&grid, width);
+        if score < best.0 {
+            best = (score, number);
+        }
+    }
+    best.1
+}
+
+/// The same choice as [`best_mask_scalar`] for symbols of at most 64 modules (versions 1–11, which
+/// covers otpauth URIs), with each row and column held in one `u64` (bit x = module x): every
+/// penalty rule becomes a handful of shifts, ANDs and popcounts per line.
+fn best_mask_bitboard(unmasked: &[bool], is_data: &[bool], width: usize) -> usize {
+    debug_assert!(width <= 64);
+    let mut base = [0u64; 64];
+    let mut data = [0u64; 64];
+    for y in 0..width {
+        for x in 0..width {
+            let i = y * width + x;
+            base[y] |= u64::from(unmasked[i]) << x;
+            data[y] |= u64::from(is_data[i]) << x;
+        }
+    }
+    // The mask patterns repeat every 12 rows and 6 columns: one u64 of flips per (mask, y mod 12).
+    let mut flip_rows = [[0u64; 12]; 8];
+    for (number, rows) in flip_rows.iter_mut().enumerate() {
+        for (y, row) in rows.iter_mut().enumerate() {
+            for x in 0..64 {
+                *row |= u64::from(flips(number, x, y)) << x;
+            }
+        }
+    }
+    let mut best = (u32::MAX, 0);
+    for (number, flips) in flip_rows.iter().enumerate() {
+        let mut rows = [0u64; 64];
+        for y in 0..width {
+            rows[y] = base[y] ^ (flips[y % 12] & data[y]);
+        }
+        for (x, y, dark) in format_info(width, number) {
+            rows[y] = (rows[y] & !(1 << x)) | (u64::from(dark) << x);
+        }
+        let mut cols = [0u64; 64];
+        for (y, &row) in rows.iter().enumerate().take(width) {
+            let mut bits = row;
+            while bits != 0 {
+                let x = bits.trailing_zeros() as usize;
+                cols[x] |= 1 << y;
+                bits &= bits - 1;
+            }
+        }
+        let score = bitboard_penalty(&rows[..width], &cols[..width], width);
+        if score < best.0 {
+            best = (score, number);
+        }
+    }
+    best.1
+}
+
+/// [`penalty`] on bitboards: `rows[y]` bit x and `cols[x]` bit y are module (x, y).
+fn bitboard_penalty(rows: &[u64], cols: &[u64], width: usize) -> u32 {
+    let pairs = (1u64 << (width - 1)) - 1; // bits 0..width-2: (x, x+1) both inside
+    let starts = (1u64 << (width - 6)) - 1; // bits 0..width-7: a 7-module window fits
+    let mut score = 0u32;
+    for lines in [rows, cols] {
+        let mut finder_like = 0u32;
+        for &r in lines {
+            // N1: e has bit x when modules x and x+1 match; w5 when x..x+4 all match. A run of L
+            // scores L − 2 = (L − 4 windows) + 2.
+            let e = !(r ^ (r >> 1)) & pairs;
+            let w5 = e & (e >> 1) & (e >> 2) & (e >> 3);
+            score += w5.count_ones() + 2 * (w5 & !(w5 << 1)).count_ones();
+            // N3: `#.###.#` at x with x−4..x−1 or x+7..x+10 light (outside the symbol is light).
+            let pattern = r & !(r >> 1) & (r >> 2) & (r >> 3) & (r >> 4) & !(r >> 5) & (r >> 6) & starts;
+            let light_before = !((r << 1) | (r << 2) | (r << 3) | (r << 4));
+            let light_after = !((r >> 7) | (r >> 8) | (r >> 9) | (r >> 10));
+            finder_like += 40 * (pattern & (light_before | light_after)).count_ones();
+        }
+        score += finder_like.saturating_sub(360);
+    }
+    // N2: 2×2 blocks of one colour.
+    for pair in rows.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let same = !(a ^ (a >> 1)) & !(b ^ (b >> 1)) & !(a ^ b) & pairs;
+        score += 3 * same.count_ones();
+    }
+    // N4: balance.
+    let dark: u32 = rows.iter().map(|r| r.count_ones()).sum();
+    let ratio = dark as usize * 200 / (width * width);
+    score + ratio.abs_diff(100) as u32
+}
+
+/// Whether mask pattern `number` (ISO/IEC 18004 table 10) flips the module at column `x`, row `y`.
+fn flips(number: usize, x: usize, y: usize) -> bool {
+    match number {
+        0 => (x + y).is_multiple_of(2),
+        1 => y.is_multiple_of(2),
+        2 => x.is_multiple_of(3),
+        3 => (x + y).is_multiple_of(3),
+        4 => (y / 2 + x / 3).is_multiple_of(2),
+        5 => (x * y) % 2 + (x * y) % 3 == 0,
+        6 => ((x * y) % 2 + (x * y) % 3).is_multiple_of(2),
+        _ => ((x + y) % 2 + (x * y) % 3).is_multiple_of(2),
+    }
+}
+
+/// The 30 cells of the 15-bit format information (level M, mask `number`; BCH(15,5), XOR
+/// 0x5412) at the two places the standard puts it, most significant bit first, with their colour,
+/// as the `qrcode` crate draws them: `(x, y, dark)`.
+fn format_info(width: usize, number: usize) -> impl Iterator<Item = (usize, usize, bool)> {
+    const MAIN: [(i32, i32); 15] = [
+        (0, 8),
+        (1, 8),
+        (2, 8),
+        (3, 8),
+        (4, 8),
+        (5, 8),
+        (7, 8),
+        (8, 8),
+        (8, 7),
+        (8, 5),
+        (8, 4),
+        (8, 3),
+        (8, 2),
+        (8, 1),
+        (8, 0),
+    ];
+    const SIDE: [(i32, i32); 15] = [
+        (8, -1),
+        (8, -2),
+        (8, -3),
+        (8, -4),
+        (8, -5),
+        (8, -6),
+        (8, -7),
+        (-8, 8),
+        (-7, 8),
+        (-6, 8),
+        (-5, 8),
+        (-4, 8),
+        (-3, 8),
+        (-2, 8),
+        (-1, 8),
+    ];
+    let data = number as u32; // level M is 00, so the 5 data bits are just the mask number
+    let mut remainder = data << 10;
+    for bit in (10..15).rev() {
+        if remainder & (1 << bit) != 0 {
+            remainder ^= 0x537 << (bit - 10);
+        }
+    }
+    let format = ((data << 10) | remainder) ^ 0x5412;
+    let w = width as i32;
+    MAIN.into_iter().zip(SIDE).enumerate().flat_map(move |(k, (main, side))| {
+        let dark = format & (1 << (14 - k)) != 0;
+        [main, side].map(|(x, y)| (x.rem_euclid(w) as usize, y.rem_euclid(w) as usize, dark))
+    })
 }
 
 /// ISO/IEC 18004 mask penalty (N1 runs, N2 blocks, N3 finder-like patterns, N4 balance), computed
