@@ -53,21 +53,33 @@ pub async fn run(
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Deletes expired pending enrolments and audit events older than `retention`, every `every`.
+/// Rows the pruner deletes per table and statement.
+pub const PRUNE_BATCH: u64 = 10_000;
+
+/// Deletes expired pending enrolments and audit events older than `retention`, every `every`, in
+/// bounded batches (a backlog is worked off batch after batch).
 pub fn spawn_pruner(service: TwoFactor, retention: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = service.now_ms();
-            let before = now - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 4);
-            match service.store().prune(now, Some(before)).await {
-                Ok((0, 0)) => {}
-                Ok((pending, events)) => {
-                    tracing::info!(pending, events, "pruned expired pending setups and old audit events")
+            loop {
+                let now = service.now_ms();
+                let before = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+                match service.store().prune(now, before, PRUNE_BATCH).await {
+                    Ok((0, 0)) => break,
+                    Ok((pending, events)) => {
+                        tracing::info!(pending, events, "pruned expired pending setups and old audit events");
+                        if pending < PRUNE_BATCH && events < PRUNE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "pruning failed; will retry");
+                        break;
+                    }
                 }
-                Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
             }
         }
     })

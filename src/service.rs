@@ -141,11 +141,12 @@ pub enum VerificationMethod {
     RecoveryCode,
 }
 
+/// A successful verification. The recovery codes left are not counted here (the login path does
+/// not need them): ask [`TwoFactor::recovery_codes_remaining`] when showing them.
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub at: i64,
     pub method: VerificationMethod,
-    pub recovery_codes_remaining: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -315,11 +316,7 @@ impl TwoFactor {
     pub async fn verify(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Verified, DomainError> {
         let now = self.check_totp(&viewer.user_id, code, correlation_id, StepUse::Verify).await?;
         self.audit(&viewer.user_id, EventKind::Verified, now, correlation_id).await;
-        Ok(Verified {
-            at: now,
-            method: VerificationMethod::Totp,
-            recovery_codes_remaining: self.store.remaining_recovery_codes(&viewer.user_id).await?,
-        })
+        Ok(Verified { at: now, method: VerificationMethod::Totp })
     }
 
     /// Verify with a single-use recovery code instead of a TOTP code.
@@ -330,11 +327,12 @@ impl TwoFactor {
         correlation_id: &str,
     ) -> Result<Verified, DomainError> {
         let now = self.consume_recovery_code(&viewer.user_id, code, correlation_id, false).await?;
-        Ok(Verified {
-            at: now,
-            method: VerificationMethod::RecoveryCode,
-            recovery_codes_remaining: self.store.remaining_recovery_codes(&viewer.user_id).await?,
-        })
+        Ok(Verified { at: now, method: VerificationMethod::RecoveryCode })
+    }
+
+    /// How many unused recovery codes the user has.
+    pub async fn recovery_codes_remaining(&self, user_id: &str) -> Result<u64, DomainError> {
+        Ok(self.store.remaining_recovery_codes(user_id).await?)
     }
 
     /// Replace the recovery-code set; needs a current TOTP code.

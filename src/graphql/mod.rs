@@ -197,10 +197,5 @@ impl Mutation {
 }
 
 fn verified(v: crate::service::Verified, viewer: &Viewer) -> TotpVerified {
-    TotpVerified {
-        verified_at: DateTime(v.at),
-        method: v.method.into(),
-        recovery_codes_remaining: i32::try_from(v.recovery_codes_remaining).unwrap_or(i32::MAX),
-        user_id: viewer.user_id.clone(),
-    }
+    TotpVerified { verified_at: DateTime(v.at), method: v.method.into(), user_id: viewer.user_id.clone() }
 }

@@ -185,8 +185,6 @@ pub struct TotpVerified {
     pub verified_at: DateTime,
     /// Whether a TOTP code or a recovery code was used.
     pub method: VerificationMethod,
-    /// Unused recovery codes left.
-    pub recovery_codes_remaining: i32,
     #[graphql(skip)]
     pub user_id: String,
 }
@@ -216,6 +214,17 @@ impl TotpEnabled {
 
 #[ComplexObject]
 impl TotpVerified {
+    /// Unused recovery codes left.
+    async fn recovery_codes_remaining(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        let data = ctx.data::<RequestData>()?;
+        let n = data
+            .service
+            .recovery_codes_remaining(&self.user_id)
+            .await
+            .map_err(|e| super::internal_error(&data.correlation_id, &e))?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+
     /// The user's two-factor status after this verification (for normalized caches).
     async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<TwoFactorStatus> {
         load_status(ctx, &self.user_id).await

@@ -374,27 +374,36 @@ impl Store {
             .await
     }
 
-    /// Deletes pending enrolments that expired before `now` and audit events older than
-    /// `events_before`. Returns (pending rows, events) deleted.
-    pub async fn prune(&self, now: i64, events_before: Option<i64>) -> Result<(u64, u64), DbErr> {
+    /// Deletes up to `batch` pending enrolments that expired before `now` (and are not locked)
+    /// and up to `batch` audit events older than `events_before`. Bounded, so a large backlog is
+    /// worked off over several runs without long write locks. Returns (pending, events) deleted.
+    pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
         use credential::Column as C;
+        use sea_orm::sea_query::Query;
+        let expired = Query::select()
+            .column(C::UserId)
+            .from(credential::Entity)
+            .and_where(C::Enabled.eq(false))
+            .and_where(C::PendingExpiresAt.lt(now))
+            .cond_where(not_locked(now))
+            .limit(batch)
+            .to_owned();
         let pending = credential::Entity::delete_many()
-            .filter(C::Enabled.eq(false))
-            .filter(C::PendingExpiresAt.lt(now))
-            .filter(not_locked(now))
+            .filter(C::UserId.in_subquery(expired))
             .exec(&self.db)
             .await?
             .rows_affected;
-        let events = match events_before {
-            Some(before) => {
-                audit_event::Entity::delete_many()
-                    .filter(audit_event::Column::At.lt(before))
-                    .exec(&self.db)
-                    .await?
-                    .rows_affected
-            }
-            None => 0,
-        };
+        let old = Query::select()
+            .column(audit_event::Column::Id)
+            .from(audit_event::Entity)
+            .and_where(audit_event::Column::At.lt(events_before))
+            .limit(batch)
+            .to_owned();
+        let events = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::Id.in_subquery(old))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
         Ok((pending, events))
     }
 }
