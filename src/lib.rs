@@ -38,9 +38,9 @@ impl AppState {
 
 /// Connects to the database and applies pending migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<store::Store, sea_orm::DbErr> {
-    let db = store::connect(url, &store::PoolSettings { max_connections }).await?;
-    Migrator::up(&db, None).await?;
-    Ok(store::Store::new(db))
+    let store = store::Store::open(url, max_connections).await?;
+    Migrator::up(store.connection(), None).await?;
+    Ok(store)
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes in-flight

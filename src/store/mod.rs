@@ -85,9 +85,14 @@ pub struct Reseal {
 }
 
 /// The data layer. Cheap to clone.
+///
+/// On SQLite, writes go through a pool of exactly one connection (SQLite allows one writer at a
+/// time; queueing in the pool is cheaper and fairer than connections spinning on `SQLITE_BUSY`),
+/// reads through a separate pool (WAL readers never block). On PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    reader: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 fn not_locked(now: i64) -> sea_orm::Condition {
@@ -97,25 +102,45 @@ fn not_locked(now: i64) -> sea_orm::Condition {
 }
 
 impl Store {
+    /// One pool for everything (PostgreSQL, or tests).
     pub fn new(db: DatabaseConnection) -> Self {
-        Store { db }
+        Store { reader: db.clone(), writer: db }
     }
 
+    /// Separate read and write pools (SQLite).
+    pub fn with_pools(reader: DatabaseConnection, writer: DatabaseConnection) -> Self {
+        Store { reader, writer }
+    }
+
+    /// Opens the database: on SQLite a read pool of at most 4 connections plus a one-connection
+    /// write pool, on PostgreSQL one pool of `max_connections`.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        if is_sqlite_url(url) {
+            // Reads are short on SQLite; more than a few readers only add page caches (memory).
+            let reader = connect(url, &PoolSettings { max_connections: Ord::min(max_connections, 4) }).await?;
+            let writer = connect(url, &PoolSettings { max_connections: 1 }).await?;
+            Ok(Store::with_pools(reader, writer))
+        } else {
+            Ok(Store::new(connect(url, &PoolSettings { max_connections }).await?))
+        }
+    }
+
+    /// The write connection (migrations, tests, tools).
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+        &self.writer
     }
 
     pub fn backend(&self) -> DbBackend {
-        self.db.get_database_backend()
+        self.reader.get_database_backend()
     }
 
     /// `SELECT 1`, for readiness checks.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.db.ping().await
+        self.reader.ping().await
     }
 
     pub async fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
-        credential::Entity::find_by_id(user_id.to_owned()).one(&self.db).await
+        credential::Entity::find_by_id(user_id.to_owned()).one(&self.reader).await
     }
 
     /// Inserts or overwrites the user's pending secret in one statement. Returns `false` (and
@@ -153,7 +178,7 @@ impl Store {
             .action_and_where(Expr::col((credential::Entity, C::Enabled)).eq(false))
             .to_owned();
         let affected =
-            credential::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(&self.db).await?;
+            credential::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(&self.writer).await?;
         Ok(affected == 1)
     }
 
@@ -187,7 +212,7 @@ impl Store {
             .col_expr(C::UpdatedAt, Expr::val(now))
             .filter(C::UserId.eq(user_id))
             .filter(not_locked(now))
-            .exec_with_returning(&self.db)
+            .exec_with_returning(&self.writer)
             .await?;
         Ok(match rows.first() {
             None => FailureOutcome::NotCounted,
@@ -208,7 +233,7 @@ impl Store {
         now: i64,
         reseal: Option<Reseal>,
     ) -> Result<bool, DbErr> {
-        consume_step_on(&self.db, user_id, step, now, reseal).await
+        consume_step_on(&self.writer, user_id, step, now, reseal).await
     }
 
     /// Turns the pending secret `expected_secret` into the enabled credential, records `step` as
@@ -223,7 +248,7 @@ impl Store {
         code_hashes: Vec<Vec<u8>>,
     ) -> Result<bool, DbErr> {
         use credential::Column as C;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let updated = credential::Entity::update_many()
             .col_expr(C::Enabled, Expr::val(true))
             .col_expr(C::EnabledAt, Expr::val(now))
@@ -257,7 +282,7 @@ impl Store {
         now: i64,
         code_hashes: Vec<Vec<u8>>,
     ) -> Result<bool, DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         if !consume_step_on(&txn, user_id, step, now, None).await? {
             txn.rollback().await?;
             return Ok(false);
@@ -271,7 +296,7 @@ impl Store {
     /// used step and the credential is not locked.
     pub async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
         use credential::Column as C;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let deleted = credential::Entity::delete_many()
             .filter(C::UserId.eq(user_id))
             .filter(C::Enabled.eq(true))
@@ -300,7 +325,7 @@ impl Store {
         disable: bool,
     ) -> Result<bool, DbErr> {
         use credential::Column as C;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         let used = recovery_code::Entity::delete_many()
             .filter(recovery_code::Column::UserId.eq(user_id))
             .filter(recovery_code::Column::CodeHash.is_in(hashes))
@@ -342,7 +367,7 @@ impl Store {
     }
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
-        recovery_code::Entity::find().filter(recovery_code::Column::UserId.eq(user_id)).count(&self.db).await
+        recovery_code::Entity::find().filter(recovery_code::Column::UserId.eq(user_id)).count(&self.reader).await
     }
 
     pub async fn add_event(
@@ -359,7 +384,7 @@ impl Store {
             correlation_id: Set(correlation_id.map(str::to_owned)),
             ..Default::default()
         })
-        .exec_without_returning(&self.db)
+        .exec_without_returning(&self.writer)
         .await?;
         Ok(())
     }
@@ -370,7 +395,7 @@ impl Store {
             .filter(audit_event::Column::UserId.eq(user_id))
             .order_by_desc(audit_event::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await
     }
 
@@ -390,7 +415,7 @@ impl Store {
             .to_owned();
         let pending = credential::Entity::delete_many()
             .filter(C::UserId.in_subquery(expired))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         let old = Query::select()
@@ -401,7 +426,7 @@ impl Store {
             .to_owned();
         let events = audit_event::Entity::delete_many()
             .filter(audit_event::Column::Id.in_subquery(old))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?
             .rows_affected;
         Ok((pending, events))
