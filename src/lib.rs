@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: transport ([`graphql`], [`rest`]) → [`service`] → [`store`] / [`totp`].
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -67,6 +68,7 @@ pub fn spawn_pruner(service: TwoFactor, retention: Duration, every: Duration) ->
             loop {
                 let now = service.now_ms();
                 let before = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+                service.flush_audit().await;
                 match service.store().prune(now, before, PRUNE_BATCH).await {
                     Ok((0, 0)) => break,
                     Ok((pending, events)) => {

@@ -170,10 +170,11 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         println!();
         println!("  curl -s -X POST http://{addr}/api/v1/me/mfa/totp/setup -H 'Authorization: Bearer {token}'");
     }
-    twofold::spawn_pruner(service, settings.audit_retention, Duration::from_secs(60));
+    twofold::spawn_pruner(service.clone(), settings.audit_retention, Duration::from_secs(60));
     twofold::run(listener, state, twofold::shutdown_signal())
         .await
         .map_err(|e| ConfigError(format!("server error: {e}")))?;
+    service.flush_audit().await;
     tracing::info!("stopped");
     Ok(())
 }

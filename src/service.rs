@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use sea_orm::DbErr;
 
+use crate::audit::AuditLog;
 use crate::auth::Viewer;
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, Keyring};
-use crate::store::{FailureOutcome, NewPending, Reseal, Store, credential};
+use crate::store::{FailureOutcome, NewEvent, NewPending, Reseal, Store, credential};
 use crate::totp::{self, Algorithm, Secret, TotpParams};
 
 /// Expected failures (returned to callers as typed errors) and unexpected ones.
@@ -175,6 +176,7 @@ pub struct TwoFactor {
     keys: Arc<Keyring>,
     settings: Arc<ServiceSettings>,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
 }
 
 /// The Prometheus counter behind each audit event kind.
@@ -224,8 +226,15 @@ fn pending_is_live(c: &credential::Model, now: i64) -> bool {
 }
 
 impl TwoFactor {
+    /// Builds the service and starts its audit writer (needs a Tokio runtime).
     pub fn new(store: Store, keys: Arc<Keyring>, settings: ServiceSettings, clock: Arc<dyn Clock>) -> Self {
-        TwoFactor { store, keys, settings: Arc::new(settings), clock }
+        let audit = AuditLog::start(store.clone());
+        TwoFactor { store, keys, settings: Arc::new(settings), clock, audit }
+    }
+
+    /// Waits until every audit event recorded so far is written (reads and shutdown call this).
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
     }
 
     pub fn store(&self) -> &Store {
@@ -243,9 +252,14 @@ impl TwoFactor {
     /// Records an audit event and counts it in the metrics (one place for both).
     async fn audit(&self, user_id: &str, kind: EventKind, at: i64, correlation_id: &str) {
         count(kind);
-        if let Err(error) = self.store.add_event(user_id, kind.as_str(), at, Some(correlation_id)).await {
-            tracing::error!(%error, kind = kind.as_str(), "could not write audit event");
-        }
+        self.audit
+            .record(NewEvent {
+                user_id: user_id.to_owned(),
+                kind: kind.as_str(),
+                at,
+                correlation_id: Some(correlation_id.to_owned()),
+            })
+            .await;
     }
 
     /// Begin enrolment: a fresh 160-bit secret stored as the user's pending secret (replacing any
@@ -387,6 +401,7 @@ impl TwoFactor {
     /// The user's most recent audit events, newest first; `first` is clamped to 1–100.
     pub async fn events(&self, user_id: &str, first: i64) -> Result<Vec<Event>, DomainError> {
         let limit = first.clamp(1, 100) as u64;
+        self.audit.flush().await;
         Ok(self
             .store
             .events(user_id, limit)

@@ -66,6 +66,15 @@ pub struct NewPending {
     pub now: i64,
 }
 
+/// An audit event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub user_id: String,
+    pub kind: &'static str,
+    pub at: i64,
+    pub correlation_id: Option<String>,
+}
+
 /// What a failed code check did to the counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
@@ -370,22 +379,19 @@ impl Store {
         recovery_code::Entity::find().filter(recovery_code::Column::UserId.eq(user_id)).count(&self.reader).await
     }
 
-    pub async fn add_event(
-        &self,
-        user_id: &str,
-        kind: &str,
-        at: i64,
-        correlation_id: Option<&str>,
-    ) -> Result<(), DbErr> {
-        audit_event::Entity::insert(audit_event::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            kind: Set(kind.to_owned()),
-            at: Set(at),
-            correlation_id: Set(correlation_id.map(str::to_owned)),
+    /// Inserts audit events in one statement.
+    pub async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events.into_iter().map(|e| audit_event::ActiveModel {
+            user_id: Set(e.user_id),
+            kind: Set(e.kind.to_owned()),
+            at: Set(e.at),
+            correlation_id: Set(e.correlation_id),
             ..Default::default()
-        })
-        .exec_without_returning(&self.writer)
-        .await?;
+        });
+        audit_event::Entity::insert_many(rows).exec_without_returning(&self.writer).await?;
         Ok(())
     }
 
