@@ -81,7 +81,7 @@ install_node() {
   log "node peer: npm ci in $PEERS_DIR/node (compiles better-sqlite3, ~75 s)"
   rm -rf "$PEERS_DIR/node/node_modules" "$PEERS_DIR/node/.installed"
   (cd "$PEERS_DIR/node" && npm ci --no-audit --no-fund) > "$TMP/npm.log" 2>&1 \
-    || { echo "npm ci failed: $(tail -5 "$TMP/npm.log" | tr '\n' ' ')"; return 1; }
+    || { echo "npm ci failed: $(grep -iE "error|ERR!" "$TMP/npm.log" | head -3 | tr '\n' ' ')"; return 1; }
   echo "$stamp" > "$PEERS_DIR/node/.installed"
 }
 install_python() {
@@ -100,8 +100,8 @@ install_python() {
 for k in $TARGETS; do
   case $k in
     twofold) why=$(ensure_twofold_bin 2>&1) || SKIP[$k]="binary missing: $why" ;;
-    node)    why=$(install_node 2>&1) || SKIP[$k]="install failed: $why" ;;
-    python)  why=$(install_python 2>&1) || SKIP[$k]="install failed: $why" ;;
+    node)    why=$(install_node) || SKIP[$k]="install failed: $why" ;;
+    python)  why=$(install_python) || SKIP[$k]="install failed: $why" ;;
     *) echo "compare.sh: unknown target $k" >&2; exit 2 ;;
   esac
   if [[ -n "${SKIP[$k]:-}" ]]; then log "SKIPPING $k: ${SKIP[$k]}"; fi

@@ -22,10 +22,13 @@
 #
 # Environment (defaults): DURATION=10 (<= 15 s per wrk run) WARMUP=2 (<= 5) CONNS=16 THREADS=1
 #   SETUP_TOKENS=40000  minimum distinct users per measured setup/prepare run; raised to
-#                       1.3 x (warm-up req/s x DURATION) so no user is reused, capped by MAX_TOKENS=300000
-#   WRONG_USERS=20000   upper bound of seeded users for verify-wrong; SEED_SECONDS=6 per seeding phase
+#                       2 x (warm-up req/s x DURATION) so no user is reused, capped by MAX_TOKENS=300000
+#   WRONG_USERS=2000    seeded users for verify-wrong (at most; SEED_SECONDS=6 per seeding phase): few
+#                       enough that 5 x users wrong answers are done within the run and 429s show
 #   PORT=18180 (self-started server), TWOFOLD_BIN=target/release/twofold, BUILD=1 builds it if missing
 #   SAVE=1 also writes the output to bench/results/<date>-<time>-load.txt
+#   WAIT_QUIET=1 waits before each measured run until other processes use < QUIET_CORES (0.15) cores
+#   (at most QUIET_MAX_WAIT=300 s, then measures anyway with a warning)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -36,7 +39,7 @@ CONNS=${CONNS:-16}
 THREADS=${THREADS:-1}
 SETUP_TOKENS=${SETUP_TOKENS:-40000}
 MAX_TOKENS=${MAX_TOKENS:-300000}
-WRONG_USERS=${WRONG_USERS:-20000}
+WRONG_USERS=${WRONG_USERS:-2000}
 SCENARIOS=${SCENARIOS:-storno-setup cloudreve-prepare graphql-setup verify-wrong}
 PORT=${PORT:-18180}
 PID=${PID:-}
@@ -114,14 +117,36 @@ run_wrk() {
 }
 field() { grep -o "$1=[^ ]*" | head -1 | cut -d= -f2; }
 
+# CPU clock ticks: of the server's process tree (utime + stime), and busy ticks of the whole machine.
+tree_ticks() {
+  local p s=0 v
+  for p in $(tree_pids "$1"); do
+    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
 # measured LABEL SCENARIO TOKENS PATH METHOD BODY EXPECT [EXTRA]: one measured run with the RSS sampler
+# and CPU accounting (server_cpu_ms_per_req; machine_busy_cores includes wrk's own CPU and other jobs)
 measured() {
-  local label=$1 scenario=$2 file=$3 out max extra=${8:-}
-  [[ -n "$PID" ]] && rss_sampler_start "$PID" "$TMP/rss-$label"
+  local label=$1 scenario=$2 file=$3 out max extra=${8:-} c0=0 c1=0 m0 m1 t0 t1 wrkline cpu=""
+  [[ ${WAIT_QUIET:-1} == 1 ]] && wait_quiet
+  [[ -n "$PID" ]] && { rss_sampler_start "$PID" "$TMP/rss-$label"; c0=$(tree_ticks "$PID"); }
+  m0=$(machine_ticks); t0=$(date +%s%N)
   out=$(run_wrk "$label" "$DURATION" "$file" "$4" "$5" "$6" "$7") || { rss_sampler_stop > /dev/null; return 1; }
+  m1=$(machine_ticks); t1=$(date +%s%N)
   max=n/a
-  [[ -n "$PID" ]] && max=$(rss_sampler_stop)
-  echo "RESULT scenario=$scenario $(grep '^WRK ' <<< "$out" | sed 's/^WRK //') max_rss_kb=$max${extra:+ $extra}"
+  [[ -n "$PID" ]] && { c1=$(tree_ticks "$PID"); max=$(rss_sampler_stop); }
+  wrkline=$(grep '^WRK ' <<< "$out" | sed 's/^WRK //')
+  local hz n
+  hz=$(getconf CLK_TCK)
+  n=$(grep -o 'requests=[0-9]*' <<< "$wrkline" | cut -d= -f2)
+  [[ -n "$PID" ]] && cpu=$(awk -v c=$((c1 - c0)) -v k="$hz" -v n="${n:-0}" -v t=$((t1 - t0)) \
+    'BEGIN {printf "server_cpu_cores=%.2f server_cpu_ms_per_req=%.3f ", c / k / (t / 1e9), (n > 0 ? c / k * 1000 / n : 0)}')
+  cpu+=$(awk -v m=$((m1 - m0)) -v k="$hz" -v t=$((t1 - t0)) 'BEGIN {printf "machine_busy_cores=%.2f", m / k / (t / 1e9)}')
+  echo "RESULT scenario=$scenario $wrkline max_rss_kb=$max $cpu${extra:+ $extra}"
   grep '^SAMPLE ' <<< "$out" || true
 }
 
@@ -133,7 +158,7 @@ setup_like() { # SCENARIO PATH METHOD BODY EXPECT
   echo "warm-up: $(grep '^WRK ' <<< "$warm" | sed 's/^WRK //')"
   rps=$(grep '^WRK ' <<< "$warm" | field rps)
   n=$(awk -v r="${rps:-0}" -v d="$DURATION" -v lo="$SETUP_TOKENS" -v hi="$MAX_TOKENS" \
-    'BEGIN {n = int(r * d * 1.3) + 1; if (n < lo) n = lo; if (n > hi) n = hi; print n}')
+    'BEGIN {n = int(r * d * 2) + 1; if (n < lo) n = lo; if (n > hi) n = hi; print n}')
   node "$BENCH_DIR/tools.js" mint "$SECRET" "$n" "$RUN-$scenario-m" > "$TMP/main.txt"
   measured "$scenario" "$scenario" "$TMP/main.txt" "$2" "$3" "$4" "$5"
 }
@@ -155,8 +180,10 @@ for scenario in $SCENARIOS; do
   esac
 done
 if [[ -n "$SERVER" ]]; then
-  echo "server log (warnings and errors): $(grep -c . "$TMP/server.log" || true) lines"
-  grep -iE 'error|panic' "$TMP/server.log" | head -5 || true
+  echo "server log (TWOFOLD_LOG=${TWOFOLD_LOG:-warn}): $(grep -c . "$TMP/server.log" || true) lines," \
+    "$(grep -ciE 'error|panic' "$TMP/server.log" || true) mentioning error/panic; first and last 2 lines:"
+  { head -2 "$TMP/server.log"; tail -2 "$TMP/server.log"; } | sed $'s/\x1b\\[[0-9;]*m//g' | cut -c1-300 | sed 's/^/  | /'
+  grep -iE 'error|panic' "$TMP/server.log" | head -3 | cut -c1-300 | sed 's/^/  ! /' || true
 fi
 [[ $SAVE == 1 ]] && echo "saved: $OUT"
 exit 0
