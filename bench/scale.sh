@@ -16,7 +16,7 @@ BACKEND=${1:-sqlite}
 N=${2:-1000000}
 SMALL=${SMALL:-40000}
 PEERS=${PEERS_DIR:-$ROOT/../shared/peers}
-PORT=${PORT:-18190}
+PORT=${PORT:-18195}
 SECRET=scale-bench-secret-0123456789abcdef0123
 export TWOFOLD_ENCRYPTION_KEY=${TWOFOLD_ENCRYPTION_KEY:-AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=}
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null

@@ -53,6 +53,9 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Connections in the SQLite write pool.
+const SQLITE_WRITERS: u32 = 2;
+
 /// A new pending enrolment.
 #[derive(Debug, Clone)]
 pub struct NewPending {
@@ -127,7 +130,7 @@ impl Store {
         if is_sqlite_url(url) {
             // Reads are short on SQLite; more than a few readers only add page caches (memory).
             let reader = connect(url, &PoolSettings { max_connections: Ord::min(max_connections, 4) }).await?;
-            let writer = connect(url, &PoolSettings { max_connections: 1 }).await?;
+            let writer = connect(url, &PoolSettings { max_connections: SQLITE_WRITERS }).await?;
             Ok(Store::with_pools(reader, writer))
         } else {
             Ok(Store::new(connect(url, &PoolSettings { max_connections }).await?))

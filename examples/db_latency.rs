@@ -1,0 +1,56 @@
+//! Wall-clock latency of single statements through the store (sequential, one task): what one
+//! request waits for on each database round trip. `cargo run --release --example db_latency`.
+use std::time::Instant;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = std::env::temp_dir().join(format!("twofold-latency-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = std::env::args().nth(1).unwrap_or_else(|| format!("sqlite://{}/l.db", dir.display()));
+    let store = twofold::connect_and_migrate(&url, 4).await.unwrap();
+    let n = 2000;
+    let now = chrono::Utc::now().timestamp_millis();
+    for i in 0..n {
+        store
+            .upsert_pending(twofold::store::NewPending {
+                user_id: format!("u{i}"),
+                secret: vec![1; 48],
+                key_id: "k".into(),
+                algorithm: "SHA1".into(),
+                digits: 6,
+                period: 30,
+                expires_at: now + 600_000,
+                now,
+            })
+            .await
+            .unwrap();
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        store.credential(&format!("u{i}")).await.unwrap();
+    }
+    println!("read:   {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = Instant::now();
+    for i in 0..n {
+        store.record_failure(&format!("u{i}"), now, 1_000_000, 1000).await.unwrap();
+    }
+    println!("update: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    let t = Instant::now();
+    for i in 0..n {
+        store
+            .upsert_pending(twofold::store::NewPending {
+                user_id: format!("v{i}"),
+                secret: vec![1; 48],
+                key_id: "k".into(),
+                algorithm: "SHA1".into(),
+                digits: 6,
+                period: 30,
+                expires_at: now + 600_000,
+                now,
+            })
+            .await
+            .unwrap();
+    }
+    println!("upsert: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    std::fs::remove_dir_all(&dir).ok();
+}
