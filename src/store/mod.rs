@@ -98,9 +98,10 @@ pub struct Reseal {
 
 /// The data layer. Cheap to clone.
 ///
-/// On SQLite, writes go through a pool of exactly one connection (SQLite allows one writer at a
-/// time; queueing in the pool is cheaper and fairer than connections spinning on `SQLITE_BUSY`),
-/// reads through a separate pool (WAL readers never block). On PostgreSQL both are the same pool.
+/// On SQLite, writes go through a small pool of [`SQLITE_WRITERS`] connections (SQLite allows one
+/// writer at a time; queueing in the pool is cheaper than many connections sleeping on
+/// `SQLITE_BUSY`, and two hide each other's round-trip latency), reads through a separate pool (WAL
+/// readers never block). On PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
     reader: DatabaseConnection,
@@ -124,8 +125,8 @@ impl Store {
         Store { reader, writer }
     }
 
-    /// Opens the database: on SQLite a read pool of at most 4 connections plus a one-connection
-    /// write pool, on PostgreSQL one pool of `max_connections`.
+    /// Opens the database: on SQLite a read pool of at most 4 connections plus a write pool of
+    /// [`SQLITE_WRITERS`], on PostgreSQL one pool of `max_connections`.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         if is_sqlite_url(url) {
             // Reads are short on SQLite; more than a few readers only add page caches (memory).
