@@ -35,7 +35,14 @@ fn main() {
             })
             .collect();
         for t in &tokens {
-            let req = Request::post(path.as_str()).header("authorization", format!("Bearer {t}")).body(Body::empty()).unwrap();
+            // Cloudreve's prepare is a GET; the Storno and GraphQL routes are POSTs.
+            let method = if path.ends_with("/2fa") { "GET" } else { "POST" };
+            let req = Request::builder()
+                .method(method)
+                .uri(path.as_str())
+                .header("authorization", format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap();
             let res = router.clone().oneshot(req).await.unwrap();
             assert!(res.status().is_success(), "{}", res.status());
         }
