@@ -10,20 +10,18 @@ async fn main() {
     let store = twofold::connect_and_migrate(&url, 4).await.unwrap();
     let n = 2000;
     let now = chrono::Utc::now().timestamp_millis();
+    let pending = |user_id: String| twofold::store::NewPending {
+        user_id,
+        secret: vec![1; 48],
+        key_id: "k".into(),
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        expires_at: now + 600_000,
+        now,
+    };
     for i in 0..n {
-        store
-            .upsert_pending(twofold::store::NewPending {
-                user_id: format!("u{i}"),
-                secret: vec![1; 48],
-                key_id: "k".into(),
-                algorithm: "SHA1".into(),
-                digits: 6,
-                period: 30,
-                expires_at: now + 600_000,
-                now,
-            })
-            .await
-            .unwrap();
+        store.upsert_pending(pending(format!("u{i}"))).await.unwrap();
     }
     let t = Instant::now();
     for i in 0..n {
@@ -37,19 +35,7 @@ async fn main() {
     println!("update: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     let t = Instant::now();
     for i in 0..n {
-        store
-            .upsert_pending(twofold::store::NewPending {
-                user_id: format!("v{i}"),
-                secret: vec![1; 48],
-                key_id: "k".into(),
-                algorithm: "SHA1".into(),
-                digits: 6,
-                period: 30,
-                expires_at: now + 600_000,
-                now,
-            })
-            .await
-            .unwrap();
+        store.upsert_pending(pending(format!("v{i}"))).await.unwrap();
     }
     println!("upsert: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     std::fs::remove_dir_all(&dir).ok();

@@ -460,6 +460,18 @@ impl TwoFactor {
         }
     }
 
+    /// The user's enabled credential, or why no code may be checked: `TotpNotEnabled` or
+    /// `TooManyAttempts`. Also decides the answer after a lost compare-and-set.
+    async fn enabled_unlocked(&self, user_id: &str, now: i64) -> Result<credential::Model, DomainError> {
+        match self.store.credential(user_id).await? {
+            Some(c) if c.enabled => match locked(&c, now) {
+                Some(e) => Err(e),
+                None => Ok(c),
+            },
+            _ => Err(DomainError::TotpNotEnabled),
+        }
+    }
+
     /// The shared TOTP check of verify, regenerate and disable: state, lockout, code, replay,
     /// then an atomic compare-and-set that consumes the matched step. Returns the time used.
     async fn check_totp(
@@ -470,13 +482,7 @@ impl TwoFactor {
         used_for: StepUse,
     ) -> Result<i64, DomainError> {
         let now = self.now_ms();
-        let cred = match self.store.credential(user_id).await? {
-            Some(c) if c.enabled => c,
-            _ => return Err(DomainError::TotpNotEnabled),
-        };
-        if let Some(e) = locked(&cred, now) {
-            return Err(e);
-        }
+        let cred = self.enabled_unlocked(user_id, now).await?;
         let params = params_of(&cred)?;
         let raw = self.keys.open(user_id, &cred.key_id, &cred.secret)?;
         let Some(step) = self.match_step(&Secret::from_bytes(raw.clone()), params, code, now) else {
@@ -502,13 +508,10 @@ impl TwoFactor {
             return Ok(now);
         }
         // Lost a race: another request consumed this step, locked the credential or disabled it.
-        match self.store.credential(user_id).await? {
-            Some(c) if c.enabled => match locked(&c, now) {
-                Some(e) => Err(e),
-                None => Err(self.fail(user_id, now, Failure::Replayed, correlation_id).await),
-            },
-            _ => Err(DomainError::TotpNotEnabled),
-        }
+        Err(match self.enabled_unlocked(user_id, now).await {
+            Ok(_) => self.fail(user_id, now, Failure::Replayed, correlation_id).await,
+            Err(e) => e,
+        })
     }
 
     /// Consumes a recovery code (optionally disabling two-factor in the same transaction).
@@ -520,13 +523,7 @@ impl TwoFactor {
         disable: bool,
     ) -> Result<i64, DomainError> {
         let now = self.now_ms();
-        let cred = match self.store.credential(user_id).await? {
-            Some(c) if c.enabled => c,
-            _ => return Err(DomainError::TotpNotEnabled),
-        };
-        if let Some(e) = locked(&cred, now) {
-            return Err(e);
-        }
+        self.enabled_unlocked(user_id, now).await?;
         let Some(normalized) = totp::normalize_recovery_code(code) else {
             return Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await);
         };
@@ -535,12 +532,9 @@ impl TwoFactor {
             self.audit(user_id, EventKind::RecoveryCodeUsed, now, correlation_id).await;
             return Ok(now);
         }
-        match self.store.credential(user_id).await? {
-            Some(c) if c.enabled => match locked(&c, now) {
-                Some(e) => Err(e),
-                None => Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await),
-            },
-            _ => Err(DomainError::TotpNotEnabled),
-        }
+        Err(match self.enabled_unlocked(user_id, now).await {
+            Ok(_) => self.fail(user_id, now, Failure::WrongCode, correlation_id).await,
+            Err(e) => e,
+        })
     }
 }

@@ -15,26 +15,6 @@ use twofold::store::{credential, recovery_code};
 const OLD_KEY: [u8; 32] = ENCRYPTION_KEY;
 const NEW_KEY: [u8; 32] = [7; 32];
 
-async fn enable(app: &TestApp, sub: &str) -> (String, Vec<String>) {
-    let t = token(sub);
-    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
-    let secret = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
-    let res = app
-        .graphql(
-            Some(&t),
-            "mutation($code: String!) { enableTotp(code: $code) { ... on TotpEnabled { recoveryCodes } } }",
-            json!({ "code": app.code(&secret, 0) }),
-        )
-        .await;
-    let codes = res["data"]["enableTotp"]["recoveryCodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (secret, codes)
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -42,7 +22,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn no_secret_or_recovery_code_is_stored_in_plaintext() {
     let app = TestApp::spawn().await;
-    let (secret, codes) = enable(&app, "alice").await;
+    let (secret, codes) = enable_user(&app, "alice", 0).await;
     let raw = data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap();
     let mut needles: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec(), secret.to_lowercase().into_bytes(), raw.clone()];
     for c in &codes {
@@ -84,7 +64,7 @@ async fn no_secret_or_recovery_code_is_stored_in_plaintext() {
 #[tokio::test]
 async fn rotating_the_encryption_key_keeps_old_users_working() {
     let app = TestApp::spawn().await;
-    let (secret, codes) = enable(&app, "bob").await;
+    let (secret, codes) = enable_user(&app, "bob", 0).await;
     let old_id = Keyring::new(&OLD_KEY, &[]).current_key_id().to_owned();
     let new_ring = Keyring::new(&NEW_KEY, &[OLD_KEY]);
     let new_id = new_ring.current_key_id().to_owned();
@@ -109,7 +89,7 @@ async fn rotating_the_encryption_key_keeps_old_users_working() {
     assert_eq!(res["data"]["useRecoveryCode"]["__typename"], "TotpVerified");
 
     // Without the right key the answer is an opaque internal error with a correlation id.
-    let (_, _) = enable(&rotated, "carol").await;
+    let (_, _) = enable_user(&rotated, "carol", 0).await;
     let wrong = app.another_instance(Keyring::new(&[9; 32], &[]), ServiceSettings::default()).await;
     let res = wrong.graphql(Some(&token("carol")), verify, json!({ "code": wrong.code(&secret, 1) })).await;
     assert_eq!(res["errors"][0]["message"], "Internal server error");

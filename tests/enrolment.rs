@@ -156,25 +156,10 @@ async fn pending_secrets_expire() {
     assert_eq!(status["data"]["twoFactor"]["pendingSetupExpiresAt"], Value::Null);
 }
 
-/// Enables two-factor for `sub` through GraphQL and returns (secret, recovery codes).
-async fn enable(app: &TestApp, sub: &str) -> (String, Vec<String>) {
-    let t = token(sub);
-    let secret =
-        app.graphql(Some(&t), SETUP, json!({})).await["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
-    let res = app.graphql(Some(&t), ENABLE, json!({ "code": app.code(&secret, 0) })).await;
-    let codes = res["data"]["enableTotp"]["recoveryCodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (secret, codes)
-}
-
 #[tokio::test]
 async fn already_enabled_gives_each_dialects_conflict() {
     let app = TestApp::spawn().await;
-    enable(&app, "henry").await;
+    enable_user(&app, "henry", 0).await;
     let henry = token("henry");
 
     let res = app.graphql(Some(&henry), SETUP, json!({})).await;

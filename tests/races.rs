@@ -28,21 +28,6 @@ async fn graphql(router: Router, token: String, query: &'static str, variables: 
     serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
-async fn enabled_user(app: &TestApp, sub: &str) -> String {
-    let t = token(sub);
-    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
-    let secret = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
-    let res = app
-        .graphql(
-            Some(&t),
-            "mutation($code: String!) { enableTotp(code: $code) { __typename } }",
-            json!({ "code": app.code(&secret, -1) }),
-        )
-        .await;
-    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled");
-    secret
-}
-
 /// Fires 50 concurrent `verifyTotp(code)` calls, alternating between the given routers, and
 /// counts the result types.
 async fn fire(
@@ -75,7 +60,7 @@ async fn two_instances() -> (TestApp, TestApp) {
 }
 
 async fn one_valid_code_succeeds_once(routers: &[Router], app: &TestApp) {
-    let secret = enabled_user(app, "racer").await;
+    let secret = enable_user(app, "racer", -1).await.0;
     let code = app.code(&secret, 0);
     let counts = fire(routers, "racer", |_| code.clone()).await;
     assert_eq!(count(&counts, "TotpVerified"), 1, "{counts:?}");
@@ -84,7 +69,7 @@ async fn one_valid_code_succeeds_once(routers: &[Router], app: &TestApp) {
 }
 
 async fn wrong_codes_stop_at_the_limit(routers: &[Router], app: &TestApp) {
-    let secret = enabled_user(app, "guesser").await;
+    let secret = enable_user(app, "guesser", -1).await.0;
     let good = app.code(&secret, 0);
     let counts =
         fire(routers, "guesser", |i| format!("{:06}", (good.parse::<u32>().unwrap() + 1 + i as u32) % 1_000_000)).await;

@@ -221,6 +221,18 @@ fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
     state.authenticate(headers).map_err(auth_error)
 }
 
+/// The caller and the `{code}` of the body, in Storno's order: authentication first (401), then
+/// the body (400).
+async fn authenticated_code(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Viewer, String, Value), Response> {
+    let viewer = viewer(state, headers)?;
+    let (code, json) = code_from_body(headers, body).await?;
+    Ok((viewer, code, json))
+}
+
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/setup", tag = "Storno",
     summary = "Setup TOTP: a new pending secret with its QR code",
     description = "Replaces any pending secret (the old QR code stops working). Refused while TOTP is enabled.",
@@ -266,12 +278,8 @@ pub(crate) async fn enable(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let viewer = match viewer(&state, &headers) {
+    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (code, _) = match code_from_body(&headers, body).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     match state.service.enable(&viewer, &code, &cid.0).await {
@@ -297,12 +305,8 @@ pub(crate) async fn disable(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let viewer = match viewer(&state, &headers) {
+    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (code, _) = match code_from_body(&headers, body).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     match state.service.disable(&viewer, &code, &cid.0).await {
@@ -328,12 +332,8 @@ pub(crate) async fn regenerate(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let viewer = match viewer(&state, &headers) {
+    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (code, _) = match code_from_body(&headers, body).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     match state.service.regenerate_recovery_codes(&viewer, &code, &cid.0).await {
@@ -381,12 +381,8 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let viewer = match viewer(&state, &headers) {
+    let (viewer, code, json) = match authenticated_code(&state, &headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (code, json) = match code_from_body(&headers, body).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     let backup = match json.get("type") {

@@ -241,3 +241,22 @@ pub fn decode_qr(data_uri: &str) -> (u32, u32, png::ColorType, png::BitDepth, St
     let (_, text) = grids[0].decode().expect("QR decodes");
     (w, h, color, depth, text, pixels)
 }
+
+/// Starts and enables two-factor for `sub` through GraphQL, with the code of the time step
+/// `step` periods from now; returns (secret, recovery codes).
+pub async fn enable_user(app: &TestApp, sub: &str, step: i64) -> (String, Vec<String>) {
+    let t = token(sub);
+    let setup = app.graphql(Some(&t), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({})).await;
+    let secret = setup["data"]["setupTotp"]["secret"].as_str().expect("TotpSetup").to_owned();
+    let enable =
+        "mutation($code: String!) { enableTotp(code: $code) { __typename ... on TotpEnabled { recoveryCodes } } }";
+    let res = app.graphql(Some(&t), enable, json!({ "code": app.code(&secret, step) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled", "{res}");
+    let codes = res["data"]["enableTotp"]["recoveryCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (secret, codes)
+}
