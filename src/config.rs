@@ -96,7 +96,7 @@ pub struct Settings {
     pub database_url: String,
 
     /// Maximum database connections in the pool (PostgreSQL; SQLite uses at most 4 readers and
-    /// 2 writers).
+    /// 4 writers).
     #[arg(long, env = "TWOFOLD_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub database_max_connections: u32,
 

@@ -53,8 +53,9 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Connections in the SQLite write pool.
-const SQLITE_WRITERS: u32 = 2;
+/// Connections in the SQLite write pool (measured on 2 cores: 1 → 2 raised verify from 6.1k to
+/// 7.2k req/s, 2 → 4 raised setup from 4.1k to 4.8k req/s with a lower p99).
+const SQLITE_WRITERS: u32 = 4;
 
 /// A new pending enrolment.
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ pub struct Reseal {
 ///
 /// On SQLite, writes go through a small pool of [`SQLITE_WRITERS`] connections (SQLite allows one
 /// writer at a time; queueing in the pool is cheaper than many connections sleeping on
-/// `SQLITE_BUSY`, and two hide each other's round-trip latency), reads through a separate pool (WAL
+/// `SQLITE_BUSY`, and a few hide each other's round-trip latency), reads through a separate pool (WAL
 /// readers never block). On PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Store {
