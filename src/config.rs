@@ -245,6 +245,11 @@ impl Settings {
         if !(crate::store::is_sqlite_url(&self.database_url) || crate::store::is_postgres_url(&self.database_url)) {
             return err("TWOFOLD_DATABASE_URL must start with sqlite:// or postgres://");
         }
+        if crate::store::is_sqlite_url(&self.database_url) && crate::store::sqlite_path(&self.database_url).is_none() {
+            return err(
+                "TWOFOLD_DATABASE_URL: in-memory SQLite is not supported; name a file, e.g. sqlite://twofold.db",
+            );
+        }
         if self.database_max_connections == 0 {
             return err("TWOFOLD_DATABASE_MAX_CONNECTIONS must be at least 1");
         }
@@ -404,10 +409,9 @@ impl Settings {
 
 /// `twofold.key` beside the SQLite database file.
 pub fn key_file_path(database_url: &str) -> PathBuf {
-    let rest = database_url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let file = rest.split('?').next().unwrap_or("");
-    let dir = match Path::new(file).parent() {
-        Some(p) if !p.as_os_str().is_empty() && file != ":memory:" => p.to_path_buf(),
+    let file = crate::store::sqlite_path(database_url).unwrap_or_default();
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     dir.join("twofold.key")

@@ -1,0 +1,426 @@
+//! The store on SQLite through rusqlite, run in place on the calling thread.
+//!
+//! A statement on a local SQLite file takes a few microseconds; sqlx runs each one on a worker
+//! thread per connection and hands the result back, which cost 75–95 µs of wall time per
+//! statement here and, under load, most of the CPU of a verify request (the wake-ups of those
+//! threads). So, like better-sqlite3 in Node, Twofold calls SQLite directly:
+//!
+//! * **one writer**: every write runs on one connection behind a mutex (SQLite admits one writer
+//!   at a time anyway). No write holds it across an `.await`: each operation is one statement or
+//!   one `BEGIN IMMEDIATE … COMMIT` that runs to the end inside the call.
+//! * **readers**: a small pool of connections; in WAL mode readers never wait for the writer.
+//! * prepared statements are cached per connection; the SQL is the same as the sea-orm engine's.
+//!
+//! Blocking a Tokio worker for a few microseconds is cheaper than a thread hop. Only another
+//! process writing the same file (a second instance, `twofold migrate`) can make a statement wait,
+//! for at most [`BUSY_TIMEOUT`]; that is SQLite's single-writer limit, and the reason several
+//! instances should share PostgreSQL instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use sea_orm::{DbErr, RuntimeErr};
+
+use super::{FailureOutcome, NewEvent, NewPending, Reseal, audit_event, credential};
+
+/// How long a statement waits for another process's write lock before failing.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle reader connections kept (each holds its own page cache).
+const MAX_IDLE_READERS: usize = 4;
+/// Prepared statements cached per connection (Twofold runs about twenty distinct ones).
+const STATEMENT_CACHE: usize = 48;
+
+/// The condition "not locked at `:now`" (SQL text, for `concat!`).
+macro_rules! not_locked {
+    () => {
+        "(locked_until IS NULL OR locked_until <= :now)"
+    };
+}
+
+fn db_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::Internal(format!("sqlite: {e}")))
+}
+
+pub(super) struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// A poisoned lock only means a panic elsewhere while it was held; the connection itself is
+/// still consistent (an unfinished transaction rolls back when dropped).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn credential_row(row: &Row<'_>) -> rusqlite::Result<credential::Model> {
+    Ok(credential::Model {
+        user_id: row.get(0)?,
+        secret: row.get(1)?,
+        key_id: row.get(2)?,
+        algorithm: row.get(3)?,
+        digits: row.get(4)?,
+        period: row.get(5)?,
+        enabled: row.get(6)?,
+        pending_expires_at: row.get(7)?,
+        enabled_at: row.get(8)?,
+        last_used_step: row.get(9)?,
+        failed_attempts: row.get(10)?,
+        locked_until: row.get(11)?,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+    })
+}
+
+impl SqliteStore {
+    pub(super) fn open(path: PathBuf) -> Result<Self, DbErr> {
+        let writer = open_connection(&path).map_err(db_err)?;
+        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs `f` on an idle reader connection (opening one when none is idle).
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, DbErr> {
+        let idle = lock(&self.readers).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_connection(&self.path).map_err(db_err)?,
+        };
+        let result = f(&conn).map_err(db_err);
+        let mut readers = lock(&self.readers);
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` on the writer connection.
+    fn write<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, DbErr> {
+        f(&lock(&self.writer)).map_err(db_err)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection; it commits when
+    /// `f` returns `Ok(true)` and rolls back otherwise.
+    fn write_txn(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<bool>) -> Result<bool, DbErr> {
+        self.write(|conn| {
+            let txn = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            if f(&txn)? {
+                txn.commit()?;
+                Ok(true)
+            } else {
+                txn.rollback()?;
+                Ok(false)
+            }
+        })
+    }
+
+    pub(super) fn ping(&self) -> Result<(), DbErr> {
+        self.read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
+    }
+
+    pub(super) fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT user_id, secret, key_id, algorithm, digits, period, enabled, pending_expires_at, enabled_at, \
+                 last_used_step, failed_attempts, locked_until, created_at, updated_at \
+                 FROM totp_credentials WHERE user_id = ?1",
+            )?
+            .query_row([user_id], credential_row)
+            .optional()
+        })
+    }
+
+    pub(super) fn upsert_pending(&self, p: NewPending) -> Result<bool, DbErr> {
+        self.write(|c| {
+            let changed = c
+                .prepare_cached(
+                    "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, period, enabled, \
+                     pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
+                     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL, NULL, 0, NULL, ?8, ?8) \
+                     ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
+                     algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, \
+                     pending_expires_at = excluded.pending_expires_at, last_used_step = excluded.last_used_step, \
+                     updated_at = excluded.updated_at WHERE totp_credentials.enabled = 0",
+                )?
+                .execute(params![
+                    p.user_id,
+                    p.secret,
+                    p.key_id,
+                    p.algorithm,
+                    p.digits,
+                    p.period,
+                    p.expires_at,
+                    p.now
+                ])?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub(super) fn record_failure(
+        &self,
+        user_id: &str,
+        now: i64,
+        max_attempts: i32,
+        lockout_ms: i64,
+    ) -> Result<FailureOutcome, DbErr> {
+        let row = self.write(|c| {
+            c.prepare_cached(concat!(
+                "UPDATE totp_credentials SET \
+                 failed_attempts = CASE WHEN failed_attempts + 1 >= :max THEN 0 ELSE failed_attempts + 1 END, \
+                 locked_until = CASE WHEN failed_attempts + 1 >= :max THEN :until ELSE locked_until END, \
+                 updated_at = :now WHERE user_id = :user AND ",
+                not_locked!(),
+                " \
+                 RETURNING failed_attempts, locked_until"
+            ))?
+            .query_row(
+                rusqlite::named_params! {
+                    ":max": max_attempts, ":until": now + lockout_ms, ":now": now, ":user": user_id,
+                },
+                |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .optional()
+        })?;
+        Ok(match row {
+            None => FailureOutcome::NotCounted,
+            Some((_, Some(until))) if until > now => FailureOutcome::LockedOut { locked_until: until },
+            Some((failed_attempts, _)) => FailureOutcome::Counted { failed_attempts },
+        })
+    }
+
+    pub(super) fn consume_step(
+        &self,
+        user_id: &str,
+        step: i64,
+        now: i64,
+        reseal: Option<Reseal>,
+    ) -> Result<bool, DbErr> {
+        self.write(|c| consume_step_on(c, user_id, step, now, reseal))
+    }
+
+    pub(super) fn enable(
+        &self,
+        user_id: &str,
+        expected_secret: &[u8],
+        step: i64,
+        now: i64,
+        code_hashes: Vec<Vec<u8>>,
+    ) -> Result<bool, DbErr> {
+        self.write_txn(|t| {
+            let updated = t
+                .prepare_cached(concat!(
+                    "UPDATE totp_credentials SET enabled = 1, enabled_at = :now, pending_expires_at = NULL, \
+                     last_used_step = :step, failed_attempts = 0, locked_until = NULL, updated_at = :now \
+                     WHERE user_id = :user AND enabled = 0 AND pending_expires_at > :now AND secret = :secret \
+                     AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! {
+                    ":now": now, ":step": step, ":user": user_id, ":secret": expected_secret,
+                })?;
+            if updated != 1 {
+                return Ok(false);
+            }
+            replace_codes_on(t, user_id, &code_hashes, now)?;
+            Ok(true)
+        })
+    }
+
+    pub(super) fn regenerate_codes(
+        &self,
+        user_id: &str,
+        step: i64,
+        now: i64,
+        code_hashes: Vec<Vec<u8>>,
+    ) -> Result<bool, DbErr> {
+        self.write_txn(|t| {
+            if !consume_step_on(t, user_id, step, now, None)? {
+                return Ok(false);
+            }
+            replace_codes_on(t, user_id, &code_hashes, now)?;
+            Ok(true)
+        })
+    }
+
+    pub(super) fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
+        self.write_txn(|t| {
+            let deleted = t
+                .prepare_cached(concat!(
+                    "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 \
+                     AND (last_used_step IS NULL OR last_used_step < :step) AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! { ":user": user_id, ":step": step, ":now": now })?;
+            if deleted != 1 {
+                return Ok(false);
+            }
+            delete_codes_on(t, user_id)?;
+            Ok(true)
+        })
+    }
+
+    pub(super) fn consume_recovery_code(
+        &self,
+        user_id: &str,
+        hashes: Vec<Vec<u8>>,
+        now: i64,
+        disable: bool,
+    ) -> Result<bool, DbErr> {
+        self.write_txn(|t| {
+            let mut used = 0;
+            let mut delete = t.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2")?;
+            for hash in &hashes {
+                used += delete.execute(params![user_id, hash])?;
+                if used > 0 {
+                    break;
+                }
+            }
+            if used != 1 {
+                return Ok(false);
+            }
+            let credential_rows = if disable {
+                t.prepare_cached(concat!(
+                    "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?
+            } else {
+                t.prepare_cached(concat!(
+                    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = :now \
+                     WHERE user_id = :user AND enabled = 1 AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?
+            };
+            if credential_rows != 1 {
+                return Ok(false);
+            }
+            if disable {
+                delete_codes_on(t, user_id)?;
+            }
+            Ok(true)
+        })
+    }
+
+    pub(super) fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1")?
+                .query_row([user_id], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(super) fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
+        self.write_txn(|t| {
+            let mut insert = t.prepare_cached(
+                "INSERT INTO audit_events (user_id, kind, at, correlation_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for e in &events {
+                insert.execute(params![e.user_id, e.kind, e.at, e.correlation_id])?;
+            }
+            Ok(true)
+        })
+        .map(drop)
+    }
+
+    pub(super) fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, user_id, kind, at, correlation_id FROM audit_events WHERE user_id = ?1 \
+                 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![user_id, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(audit_event::Model {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    at: r.get(3)?,
+                    correlation_id: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    pub(super) fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let pending = self.write(|c| {
+            c.prepare_cached(concat!(
+                "DELETE FROM totp_credentials WHERE user_id IN (SELECT user_id FROM totp_credentials \
+                 WHERE enabled = 0 AND pending_expires_at < :now AND ",
+                not_locked!(),
+                " LIMIT :batch)"
+            ))?
+            .execute(rusqlite::named_params! { ":now": now, ":batch": batch })
+        })?;
+        let events = self.write(|c| {
+            c.prepare_cached(
+                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
+            )?
+            .execute(params![events_before, batch])
+        })?;
+        Ok((pending as u64, events as u64))
+    }
+}
+
+fn consume_step_on(
+    c: &Connection,
+    user_id: &str,
+    step: i64,
+    now: i64,
+    reseal: Option<Reseal>,
+) -> rusqlite::Result<bool> {
+    let (secret, key_id) = match reseal {
+        Some(r) => (Some(r.secret), Some(r.key_id)),
+        None => (None, None),
+    };
+    let changed = c
+        .prepare_cached(concat!(
+            "UPDATE totp_credentials SET last_used_step = :step, failed_attempts = 0, locked_until = NULL, \
+             updated_at = :now, secret = COALESCE(:secret, secret), key_id = COALESCE(:key_id, key_id) \
+             WHERE user_id = :user AND enabled = 1 AND (last_used_step IS NULL OR last_used_step < :step) \
+             AND ",
+            not_locked!(),
+            ""
+        ))?
+        .execute(rusqlite::named_params! {
+            ":step": step, ":now": now, ":secret": secret, ":key_id": key_id, ":user": user_id,
+        })?;
+    Ok(changed == 1)
+}
+
+fn delete_codes_on(c: &Connection, user_id: &str) -> rusqlite::Result<usize> {
+    c.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?.execute([user_id])
+}
+
+fn replace_codes_on(c: &Connection, user_id: &str, code_hashes: &[Vec<u8>], now: i64) -> rusqlite::Result<()> {
+    delete_codes_on(c, user_id)?;
+    let mut insert =
+        c.prepare_cached("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?1, ?2, ?3)")?;
+    for hash in code_hashes {
+        insert.execute(params![user_id, hash, now])?;
+    }
+    Ok(())
+}
