@@ -17,7 +17,7 @@
 //! instances should share PostgreSQL instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -27,6 +27,8 @@ use super::{FailureOutcome, NewEvent, NewPending, Reseal, audit_event, credentia
 
 /// How long a statement waits for another process's write lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the WAL is checkpointed (see [`start_checkpointer`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Idle reader connections kept (each holds its own page cache).
 const MAX_IDLE_READERS: usize = 4;
 /// Prepared statements cached per connection (Twofold runs about twenty distinct ones).
@@ -47,6 +49,8 @@ pub(super) struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Dropping it stops the checkpoint thread (after one last checkpoint).
+    _checkpointer: mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -94,7 +98,18 @@ fn credential_row(row: &Row<'_>) -> rusqlite::Result<credential::Model> {
 impl SqliteStore {
     pub(super) fn open(path: PathBuf) -> Result<Self, DbErr> {
         let writer = open_connection(&path).map_err(db_err)?;
-        Ok(SqliteStore { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        // The writer never checkpoints: a checkpoint copies the WAL into the database file and
+        // fsyncs both, milliseconds that would land on whichever request's commit crossed the
+        // threshold. A thread of its own does it instead.
+        let checkpointer = start_checkpointer(open_connection(&path).map_err(db_err)?)
+            .map_err(|e| DbErr::Custom(format!("could not start the SQLite checkpoint thread: {e}")))?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Runs `f` on an idle reader connection (opening one when none is idle).
@@ -383,6 +398,25 @@ impl SqliteStore {
         })?;
         Ok((pending as u64, events as u64))
     }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (`PASSIVE`: it never blocks the writer or
+/// readers, and copies what no reader still needs) on its own connection and thread, until the
+/// returned sender is dropped.
+fn start_checkpointer(conn: Connection) -> std::io::Result<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let checkpoint = move || {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "SQLite checkpoint failed; will retry");
+        }
+    };
+    std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+            checkpoint();
+        }
+        checkpoint();
+    })?;
+    Ok(stop)
 }
 
 fn consume_step_on(
