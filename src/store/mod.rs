@@ -140,7 +140,7 @@ macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.engine {
             Engine::Orm(s) => s.$method($($arg),*).await,
-            Engine::Sqlite(s) => s.$method($($arg),*),
+            Engine::Sqlite(s) => s.$method($($arg),*).await,
         }
     };
 }
@@ -171,7 +171,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), DbErr> {
         match &self.engine {
             Engine::Orm(_) => self.db.ping().await,
-            Engine::Sqlite(s) => s.ping(),
+            Engine::Sqlite(s) => s.ping().await,
         }
     }
 

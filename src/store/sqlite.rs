@@ -17,8 +17,10 @@
 //! instances should share PostgreSQL instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc as std_mpsc};
+
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
@@ -47,10 +49,11 @@ fn db_err(e: rusqlite::Error) -> DbErr {
 
 pub(super) struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    /// The queue of the writer thread (see [`writer_loop`]); dropping it stops the thread.
+    writer: mpsc::Sender<Box<dyn Job>>,
     readers: Mutex<Vec<Connection>>,
     /// Dropping it stops the checkpoint thread (after one last checkpoint).
-    _checkpointer: mpsc::Sender<()>,
+    _checkpointer: std_mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -104,12 +107,12 @@ impl SqliteStore {
         let checkpointer = start_checkpointer(open_connection(&path).map_err(db_err)?)
             .map_err(|e| DbErr::Custom(format!("could not start the SQLite checkpoint thread: {e}")))?;
         writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
-        Ok(SqliteStore {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-            _checkpointer: checkpointer,
-        })
+        let (queue, jobs) = mpsc::channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("twofold-writer".into())
+            .spawn(move || writer_loop(&writer, jobs))
+            .map_err(|e| DbErr::Custom(format!("could not start the SQLite writer thread: {e}")))?;
+        Ok(SqliteStore { path, writer: queue, readers: Mutex::new(Vec::new()), _checkpointer: checkpointer })
     }
 
     /// Runs `f` on an idle reader connection (opening one when none is idle).
@@ -127,31 +130,41 @@ impl SqliteStore {
         result
     }
 
-    /// Runs `f` on the writer connection.
-    fn write<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, DbErr> {
-        f(&lock(&self.writer)).map_err(db_err)
+    /// Runs `f` on the writer thread, in the transaction of the batch it joins; `keep` in its
+    /// answer decides whether its changes stay (they are rolled back alone otherwise, as on an
+    /// error). Answers once the batch is committed.
+    async fn write_job<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<(R, bool)> + Send + 'static,
+    ) -> Result<R, DbErr> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Call { f: Some(f), out: None, reply });
+        self.writer.send(job).await.map_err(|_| DbErr::Custom("the SQLite writer thread stopped".into()))?;
+        answer.await.map_err(|_| DbErr::Custom("the SQLite writer thread stopped".into()))?
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection; it commits when
-    /// `f` returns `Ok(true)` and rolls back otherwise.
-    fn write_txn(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<bool>) -> Result<bool, DbErr> {
-        self.write(|conn| {
-            let txn = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-            if f(&txn)? {
-                txn.commit()?;
-                Ok(true)
-            } else {
-                txn.rollback()?;
-                Ok(false)
-            }
-        })
+    /// Runs `f` on the writer thread; its changes stay unless it fails.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, DbErr> {
+        self.write_job(move |c| f(c).map(|r| (r, true))).await
     }
 
-    pub(super) fn ping(&self) -> Result<(), DbErr> {
+    /// Runs `f` on the writer thread as one atomic unit: its changes stay when it returns
+    /// `Ok(true)` and are rolled back otherwise.
+    async fn write_txn(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<bool> + Send + 'static,
+    ) -> Result<bool, DbErr> {
+        self.write_job(move |c| f(c).map(|keep| (keep, keep))).await
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), DbErr> {
         self.read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
     }
 
-    pub(super) fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
+    pub(super) async fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT user_id, secret, key_id, algorithm, digits, period, enabled, pending_expires_at, enabled_at, \
@@ -163,8 +176,8 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn upsert_pending(&self, p: NewPending) -> Result<bool, DbErr> {
-        self.write(|c| {
+    pub(super) async fn upsert_pending(&self, p: NewPending) -> Result<bool, DbErr> {
+        self.write(move |c| {
             let changed = c
                 .prepare_cached(
                     "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, period, enabled, \
@@ -187,33 +200,37 @@ impl SqliteStore {
                 ])?;
             Ok(changed == 1)
         })
+        .await
     }
 
-    pub(super) fn record_failure(
+    pub(super) async fn record_failure(
         &self,
         user_id: &str,
         now: i64,
         max_attempts: i32,
         lockout_ms: i64,
     ) -> Result<FailureOutcome, DbErr> {
-        let row = self.write(|c| {
-            c.prepare_cached(concat!(
-                "UPDATE totp_credentials SET \
+        let user_id = user_id.to_owned();
+        let row = self
+            .write(move |c| {
+                c.prepare_cached(concat!(
+                    "UPDATE totp_credentials SET \
                  failed_attempts = CASE WHEN failed_attempts + 1 >= :max THEN 0 ELSE failed_attempts + 1 END, \
                  locked_until = CASE WHEN failed_attempts + 1 >= :max THEN :until ELSE locked_until END, \
                  updated_at = :now WHERE user_id = :user AND ",
-                not_locked!(),
-                " \
+                    not_locked!(),
+                    " \
                  RETURNING failed_attempts, locked_until"
-            ))?
-            .query_row(
-                rusqlite::named_params! {
-                    ":max": max_attempts, ":until": now + lockout_ms, ":now": now, ":user": user_id,
-                },
-                |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<i64>>(1)?)),
-            )
-            .optional()
-        })?;
+                ))?
+                .query_row(
+                    rusqlite::named_params! {
+                        ":max": max_attempts, ":until": now + lockout_ms, ":now": now, ":user": user_id,
+                    },
+                    |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )
+                .optional()
+            })
+            .await?;
         Ok(match row {
             None => FailureOutcome::NotCounted,
             Some((_, Some(until))) if until > now => FailureOutcome::LockedOut { locked_until: until },
@@ -221,17 +238,18 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn consume_step(
+    pub(super) async fn consume_step(
         &self,
         user_id: &str,
         step: i64,
         now: i64,
         reseal: Option<Reseal>,
     ) -> Result<bool, DbErr> {
-        self.write(|c| consume_step_on(c, user_id, step, now, reseal))
+        let user_id = user_id.to_owned();
+        self.write(move |c| consume_step_on(c, &user_id, step, now, reseal)).await
     }
 
-    pub(super) fn enable(
+    pub(super) async fn enable(
         &self,
         user_id: &str,
         expected_secret: &[u8],
@@ -239,7 +257,8 @@ impl SqliteStore {
         now: i64,
         code_hashes: Vec<Vec<u8>>,
     ) -> Result<bool, DbErr> {
-        self.write_txn(|t| {
+        let (user_id, expected_secret) = (user_id.to_owned(), expected_secret.to_vec());
+        self.write_txn(move |t| {
             let updated = t
                 .prepare_cached(concat!(
                     "UPDATE totp_credentials SET enabled = 1, enabled_at = :now, pending_expires_at = NULL, \
@@ -255,29 +274,33 @@ impl SqliteStore {
             if updated != 1 {
                 return Ok(false);
             }
-            replace_codes_on(t, user_id, &code_hashes, now)?;
+            replace_codes_on(t, &user_id, &code_hashes, now)?;
             Ok(true)
         })
+        .await
     }
 
-    pub(super) fn regenerate_codes(
+    pub(super) async fn regenerate_codes(
         &self,
         user_id: &str,
         step: i64,
         now: i64,
         code_hashes: Vec<Vec<u8>>,
     ) -> Result<bool, DbErr> {
-        self.write_txn(|t| {
-            if !consume_step_on(t, user_id, step, now, None)? {
+        let user_id = user_id.to_owned();
+        self.write_txn(move |t| {
+            if !consume_step_on(t, &user_id, step, now, None)? {
                 return Ok(false);
             }
-            replace_codes_on(t, user_id, &code_hashes, now)?;
+            replace_codes_on(t, &user_id, &code_hashes, now)?;
             Ok(true)
         })
+        .await
     }
 
-    pub(super) fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
-        self.write_txn(|t| {
+    pub(super) async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
+        let user_id = user_id.to_owned();
+        self.write_txn(move |t| {
             let deleted = t
                 .prepare_cached(concat!(
                     "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 \
@@ -289,19 +312,22 @@ impl SqliteStore {
             if deleted != 1 {
                 return Ok(false);
             }
-            delete_codes_on(t, user_id)?;
+            delete_codes_on(t, &user_id)?;
             Ok(true)
         })
+        .await
     }
 
-    pub(super) fn consume_recovery_code(
+    pub(super) async fn consume_recovery_code(
         &self,
         user_id: &str,
         hashes: Vec<Vec<u8>>,
         now: i64,
         disable: bool,
     ) -> Result<bool, DbErr> {
-        self.write_txn(|t| {
+        let user_id = user_id.to_owned();
+        self.write_txn(move |t| {
+            let user_id = user_id.as_str();
             let mut used = 0;
             let mut delete = t.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2")?;
             for hash in &hashes {
@@ -337,9 +363,10 @@ impl SqliteStore {
             }
             Ok(true)
         })
+        .await
     }
 
-    pub(super) fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
+    pub(super) async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
         self.read(|c| {
             c.prepare_cached("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1")?
                 .query_row([user_id], |r| r.get::<_, i64>(0))
@@ -347,8 +374,8 @@ impl SqliteStore {
         .map(|n| u64::try_from(n).unwrap_or(0))
     }
 
-    pub(super) fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
-        self.write_txn(|t| {
+    pub(super) async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
+        self.write_txn(move |t| {
             let mut insert = t.prepare_cached(
                 "INSERT INTO audit_events (user_id, kind, at, correlation_id) VALUES (?1, ?2, ?3, ?4)",
             )?;
@@ -357,10 +384,11 @@ impl SqliteStore {
             }
             Ok(true)
         })
+        .await
         .map(drop)
     }
 
-    pub(super) fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
+    pub(super) async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT id, user_id, kind, at, correlation_id FROM audit_events WHERE user_id = ?1 \
@@ -379,39 +407,137 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
+    pub(super) async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-        let pending = self.write(|c| {
-            c.prepare_cached(concat!(
-                "DELETE FROM totp_credentials WHERE user_id IN (SELECT user_id FROM totp_credentials \
+        let pending = self
+            .write(move |c| {
+                c.prepare_cached(concat!(
+                    "DELETE FROM totp_credentials WHERE user_id IN (SELECT user_id FROM totp_credentials \
                  WHERE enabled = 0 AND pending_expires_at < :now AND ",
-                not_locked!(),
-                " LIMIT :batch)"
-            ))?
-            .execute(rusqlite::named_params! { ":now": now, ":batch": batch })
-        })?;
-        let events = self.write(|c| {
-            c.prepare_cached(
-                "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
-            )?
-            .execute(params![events_before, batch])
-        })?;
+                    not_locked!(),
+                    " LIMIT :batch)"
+                ))?
+                .execute(rusqlite::named_params! { ":now": now, ":batch": batch })
+            })
+            .await?;
+        let events = self
+            .write(move |c| {
+                c.prepare_cached(
+                    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![events_before, batch])
+            })
+            .await?;
         Ok((pending as u64, events as u64))
     }
+}
+
+/// Writes waiting for the writer thread at most; beyond that, requests wait to queue.
+const WRITE_QUEUE: usize = 4096;
+/// Jobs committed together at most.
+const MAX_BATCH: usize = 256;
+
+/// A unit of work for the writer thread.
+trait Job: Send {
+    /// Runs inside the batch's transaction; `false` means "roll my changes back".
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch is committed (or failed as a whole).
+    fn finish(self: Box<Self>, batch: Result<(), &str>);
+}
+
+struct Call<F, R> {
+    f: Option<F>,
+    out: Option<rusqlite::Result<R>>,
+    reply: oneshot::Sender<Result<R, DbErr>>,
+}
+
+impl<F, R> Job for Call<F, R>
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<(R, bool)> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let (out, keep) = match f(conn) {
+            Ok((r, keep)) => (Ok(r), keep),
+            Err(e) => (Err(e), false),
+        };
+        self.out = Some(out);
+        keep
+    }
+
+    fn finish(self: Box<Self>, batch: Result<(), &str>) {
+        let result = match (batch, self.out) {
+            (Ok(()), Some(Ok(r))) => Ok(r),
+            (Ok(()), Some(Err(e))) => Err(db_err(e)),
+            (Err(e), _) => Err(DbErr::Query(RuntimeErr::Internal(format!("sqlite: {e}")))),
+            (Ok(()), None) => Err(DbErr::Custom("write job did not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: takes every job waiting (up to [`MAX_BATCH`]), runs them one after the
+/// other in one `BEGIN IMMEDIATE … COMMIT` (each in a savepoint of its own, so one job's
+/// rollback or error leaves the others), commits once, then answers them all. Under load this
+/// is group commit: one commit for many requests. Jobs run in arrival order, so a
+/// compare-and-set decides exactly as it would alone. Ends when the store is dropped.
+fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, &mut jobs)));
+        let outcome = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, jobs = jobs.len(), "SQLite write batch failed");
+                Err(e.to_string())
+            }
+            Err(_) => {
+                tracing::error!(jobs = jobs.len(), "SQLite write batch panicked");
+                Err("write batch panicked".to_owned())
+            }
+        };
+        for job in jobs.drain(..) {
+            job.finish(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    // Dropped without commit (an error below, or a panic), the transaction rolls back.
+    let txn = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    if let [job] = jobs {
+        return if job.run(&txn) { txn.commit() } else { txn.rollback() };
+    }
+    for job in jobs.iter_mut() {
+        txn.prepare_cached("SAVEPOINT job")?.execute([])?;
+        if !job.run(&txn) {
+            txn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        }
+        txn.prepare_cached("RELEASE job")?.execute([])?;
+    }
+    txn.commit()
 }
 
 /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (`PASSIVE`: it never blocks the writer or
 /// readers, and copies what no reader still needs) on its own connection and thread, until the
 /// returned sender is dropped.
-fn start_checkpointer(conn: Connection) -> std::io::Result<mpsc::Sender<()>> {
-    let (stop, stopped) = mpsc::channel::<()>();
+fn start_checkpointer(conn: Connection) -> std::io::Result<std_mpsc::Sender<()>> {
+    let (stop, stopped) = std_mpsc::channel::<()>();
     let checkpoint = move || {
         if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(%error, "SQLite checkpoint failed; will retry");
         }
     };
     std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || {
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
             checkpoint();
         }
         checkpoint();
