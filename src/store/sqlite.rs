@@ -584,3 +584,72 @@ fn replace_codes_on(c: &Connection, user_id: &str, code_hashes: &[Vec<u8>], now:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs that share a batch keep or lose their changes independently: a job that returns
+    /// `keep = false` or fails is rolled back alone, the others commit, and every caller gets
+    /// its own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_in_one_batch_commit_or_roll_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(dir.path().join("t.db")).unwrap());
+        store.write(|c| c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")).await.unwrap();
+        // Hold the writer thread until all 300 jobs are queued, so they run as batches.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let gate = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_| {
+                        let _ = started.send(());
+                        Ok(held.recv().is_ok())
+                    })
+                    .await
+            }
+        });
+        running.await.unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..300_i64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                match n % 3 {
+                    // kept
+                    0 => store.write_txn(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [n])? == 1)).await,
+                    // inserts, then asks for a rollback
+                    1 => store
+                        .write_txn(move |c| {
+                            c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                            Ok(false)
+                        })
+                        .await
+                        .map(|kept| !kept),
+                    // inserts, then fails
+                    _ => store
+                        .write(move |c| {
+                            c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                            Ok(true)
+                        })
+                        .await
+                        .map(|_| false)
+                        .or(Ok(true)),
+                }
+            }));
+        }
+        while WRITE_QUEUE - store.writer.capacity() < 300 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        assert!(gate.await.unwrap().unwrap());
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap());
+        }
+        let kept: Vec<i64> =
+            store.read(|c| c.prepare("SELECT n FROM t ORDER BY n")?.query_map([], |r| r.get(0))?.collect()).unwrap();
+        assert_eq!(kept, (0..300).step_by(3).collect::<Vec<i64>>());
+    }
+}
