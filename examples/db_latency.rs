@@ -1,5 +1,7 @@
 //! Wall-clock latency of single statements through the store (sequential, one task): what one
-//! request waits for on each database round trip. `cargo run --release --example db_latency`.
+//! request waits for on each database round trip. On SQLite a read runs in place and each write
+//! goes through the writer thread alone (no batching, as at low load).
+//! `cargo run --release --example db_latency [postgres://…]`.
 use std::time::Instant;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -95,8 +95,8 @@ pub struct Settings {
     #[arg(long, env = "TWOFOLD_DATABASE_URL", default_value = "sqlite://twofold.db", global = true)]
     pub database_url: String,
 
-    /// Maximum database connections in the pool (PostgreSQL; SQLite uses at most 4 readers and
-    /// 4 writers).
+    /// Maximum database connections in the pool (PostgreSQL; SQLite uses one writer thread and at
+    /// most 4 idle readers).
     #[arg(long, env = "TWOFOLD_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub database_max_connections: u32,
 
