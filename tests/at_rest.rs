@@ -134,6 +134,8 @@ fn invalid_settings_are_refused_with_a_reason() {
     assert!(parse(&["--pending-ttl", "10 minutes"]).is_err());
     let s = parse(&["--totp-digits", "7"]).unwrap().settings;
     assert!(s.validate().unwrap_err().to_string().contains("TWOFOLD_TOTP_DIGITS"));
+    let s = parse(&["--database-url", "sqlite::memory:"]).unwrap().settings;
+    assert!(s.validate().unwrap_err().to_string().contains("in-memory SQLite is not supported"));
     let s = parse(&["--jwt-secret", "x".repeat(40).as_str(), "--jwt-algorithms", "HS256,none"]).unwrap().settings;
     assert!(s.jwt().err().unwrap().to_string().contains("none"));
     let s = parse(&["--jwt-secret", "x".repeat(40).as_str(), "--jwt-algorithms", "RS256"]).unwrap().settings;

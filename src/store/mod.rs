@@ -282,3 +282,18 @@ impl Store {
         dispatch!(self.prune(now, events_before, batch))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_of_urls() {
+        assert_eq!(sqlite_path("sqlite://twofold.db"), Some(PathBuf::from("twofold.db")));
+        assert_eq!(sqlite_path("sqlite:///var/lib/t.db?mode=rwc"), Some(PathBuf::from("/var/lib/t.db")));
+        assert_eq!(sqlite_path("sqlite:t.db"), Some(PathBuf::from("t.db")));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://file:x?mode=memory"), None);
+        assert_eq!(sqlite_path("postgres://localhost/db"), None);
+    }
+}

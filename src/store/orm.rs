@@ -17,6 +17,7 @@ pub struct OrmStore {
     writer: DatabaseConnection,
 }
 
+/// The methods mirror [`super::Store`]'s, which documents them.
 impl OrmStore {
     pub fn new(db: DatabaseConnection) -> Self {
         OrmStore { reader: db.clone(), writer: db }
@@ -34,9 +35,6 @@ impl OrmStore {
         credential::Entity::find_by_id(user_id.to_owned()).one(&self.reader).await
     }
 
-    /// Inserts or overwrites the user's pending secret in one statement. Returns `false` (and
-    /// changes nothing) when the user's credential is enabled. The failure counter is kept, so
-    /// starting over never clears a lockout.
     pub async fn upsert_pending(&self, p: NewPending) -> Result<bool, DbErr> {
         use credential::Column as C;
         let row = credential::ActiveModel {
@@ -73,9 +71,6 @@ impl OrmStore {
         Ok(affected == 1)
     }
 
-    /// Counts one failed check atomically; the failure that reaches `max_attempts` locks the
-    /// credential until `now + lockout_ms` and restarts the counter. A locked credential is not
-    /// counted again, so concurrent failures can never slip past the limit.
     pub async fn record_failure(
         &self,
         user_id: &str,
@@ -114,9 +109,6 @@ impl OrmStore {
         })
     }
 
-    /// Records `step` as used on an enabled credential if it is newer than the last used step
-    /// and the credential is not locked (compare-and-set). Resets the failure counter.
-    /// Optionally re-encrypts the secret under the current key.
     pub async fn consume_step(
         &self,
         user_id: &str,
@@ -127,9 +119,6 @@ impl OrmStore {
         consume_step_on(&self.writer, user_id, step, now, reseal).await
     }
 
-    /// Turns the pending secret `expected_secret` into the enabled credential, records `step` as
-    /// used and stores a new recovery-code set, in one transaction. Returns `false` when the
-    /// pending secret changed, expired, was enabled meanwhile, or the credential got locked.
     pub async fn enable(
         &self,
         user_id: &str,
@@ -164,8 +153,6 @@ impl OrmStore {
         Ok(true)
     }
 
-    /// Consumes `step` (compare-and-set, as [`Store::consume_step`]) and replaces the whole
-    /// recovery-code set, in one transaction.
     pub async fn regenerate_codes(
         &self,
         user_id: &str,
@@ -183,8 +170,6 @@ impl OrmStore {
         Ok(true)
     }
 
-    /// Deletes the enabled credential and its recovery codes if `step` is newer than the last
-    /// used step and the credential is not locked.
     pub async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
         use credential::Column as C;
         let txn = self.writer.begin().await?;
@@ -204,10 +189,6 @@ impl OrmStore {
         Ok(true)
     }
 
-    /// Consumes one unused recovery code whose hash is among `hashes` (one hash per key that may
-    /// have produced it) and resets the failure counter; with `disable`, also deletes the
-    /// credential and the rest of the set. All in one transaction; `false` when no such code
-    /// exists or the credential is locked or gone.
     pub async fn consume_recovery_code(
         &self,
         user_id: &str,
@@ -261,7 +242,6 @@ impl OrmStore {
         recovery_code::Entity::find().filter(recovery_code::Column::UserId.eq(user_id)).count(&self.reader).await
     }
 
-    /// Inserts audit events in one statement.
     pub async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
         let rows = events.into_iter().map(|e| audit_event::ActiveModel {
             user_id: Set(e.user_id),
@@ -274,7 +254,6 @@ impl OrmStore {
         Ok(())
     }
 
-    /// The user's most recent events, newest first.
     pub async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
         audit_event::Entity::find()
             .filter(audit_event::Column::UserId.eq(user_id))
@@ -284,9 +263,6 @@ impl OrmStore {
             .await
     }
 
-    /// Deletes up to `batch` pending enrolments that expired before `now` (and are not locked)
-    /// and up to `batch` audit events older than `events_before`. Bounded, so a large backlog is
-    /// worked off over several runs without long write locks. Returns (pending, events) deleted.
     pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
         use credential::Column as C;
         use sea_orm::sea_query::Query;

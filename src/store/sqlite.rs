@@ -160,7 +160,11 @@ impl SqliteStore {
         self.write_job(move |c| f(c).map(|keep| (keep, keep))).await
     }
 
+    /// Readiness: a read, and a writer thread that still runs.
     pub(super) async fn ping(&self) -> Result<(), DbErr> {
+        if self.writer.is_closed() {
+            return Err(DbErr::Custom("the SQLite writer thread stopped".into()));
+        }
         self.read(|c| c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))
     }
 
