@@ -171,6 +171,7 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         println!("  curl -s -X POST http://{addr}/api/v1/me/mfa/totp/setup -H 'Authorization: Bearer {token}'");
     }
     twofold::spawn_pruner(service.clone(), settings.audit_retention, Duration::from_secs(60));
+    twofold::metrics::spawn_upkeep(Duration::from_secs(5));
     twofold::run(listener, state, twofold::shutdown_signal())
         .await
         .map_err(|e| ConfigError(format!("server error: {e}")))?;

@@ -51,6 +51,20 @@ fn describe() {
     metrics::describe_counter!("twofold_recovery_codes_regenerated_total", "Recovery-code sets regenerated.");
 }
 
+/// Folds recorded latencies into their histogram buckets every `every`, for as long as the
+/// runtime runs. The recorder keeps each sample until then (or until a scrape of `/metrics`), so
+/// without it memory would grow with every request while nobody scrapes.
+pub fn spawn_upkeep(every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle().run_upkeep();
+        }
+    })
+}
+
 /// Renders the Prometheus text format.
 pub fn render() -> String {
     let handle = handle();

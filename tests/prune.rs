@@ -59,3 +59,23 @@ async fn prune_removes_expired_setups_and_old_events_only() {
         .await;
     assert_eq!(res["data"]["verifyTotp"]["__typename"], "TotpVerified");
 }
+
+/// An audit event reaches the database on its own: nothing flushes and no other write comes
+/// along (on SQLite the writer only picks buffered events up with a batch, so the audit log
+/// must ask for one).
+#[tokio::test]
+async fn audit_events_are_written_without_a_flush() {
+    let app = TestApp::spawn().await;
+    let res = app.graphql(Some(&token("lone")), "mutation { setupTotp { __typename } }", json!({})).await;
+    assert_eq!(res["data"]["setupTotp"]["__typename"], "TotpSetup");
+    let db = app.state.service.store().connection();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = audit_event::Entity::find().count(db).await.unwrap();
+        if events == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the SETUP_STARTED event was never written");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}

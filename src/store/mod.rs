@@ -20,6 +20,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub use entities::{audit_event, credential, recovery_code};
 use orm::OrmStore;
+pub use sqlite::EventBuffer;
 use sqlite::SqliteStore;
 
 /// Pool and driver tuning.
@@ -268,6 +269,24 @@ impl Store {
             return Ok(());
         }
         dispatch!(self.add_events(events))
+    }
+
+    /// On SQLite, the buffer of audit events its writer thread inserts with each batch (see
+    /// [`EventBuffer`]); `None` on engines without a writer thread.
+    pub fn event_buffer(&self) -> Option<&EventBuffer> {
+        match &self.engine {
+            Engine::Orm(_) => None,
+            Engine::Sqlite(s) => Some(s.event_buffer()),
+        }
+    }
+
+    /// Waits until every write queued so far, buffered audit events included, is committed (a
+    /// no-op on engines without a writer thread).
+    pub async fn settle(&self) -> Result<(), DbErr> {
+        match &self.engine {
+            Engine::Orm(_) => Ok(()),
+            Engine::Sqlite(s) => s.settle().await,
+        }
     }
 
     /// The user's most recent events, newest first.
