@@ -169,6 +169,56 @@ enum Failure {
     Replayed,
 }
 
+/// Why a TOTP check stops before consuming a step: an answer as it is, or a failure to count.
+enum Refusal {
+    Answer(DomainError),
+    Count(Failure),
+}
+
+/// The pure part of a TOTP check (SPEC §2): the credential must be enabled and not locked, the
+/// code must match a step in the window, and that step must be newer than the last used one.
+/// Returns the step to consume and, when `reseal` asks for it and the secret is under an old
+/// key, its re-encryption under the current one. No I/O: the store may run it on its writer
+/// thread between reading the row and the compare-and-set.
+fn decide_step(
+    keys: &Keyring,
+    skew: u16,
+    user_id: &str,
+    cred: Option<&credential::Model>,
+    code: &str,
+    now: i64,
+    reseal: bool,
+) -> Result<(i64, Option<Reseal>), Refusal> {
+    let cred = match cred {
+        Some(c) if c.enabled => c,
+        _ => return Err(Refusal::Answer(DomainError::TotpNotEnabled)),
+    };
+    if let Some(e) = locked(cred, now) {
+        return Err(Refusal::Answer(e));
+    }
+    let params = params_of(cred).map_err(Refusal::Answer)?;
+    let raw = keys.open(user_id, &cred.key_id, &cred.secret).map_err(|e| Refusal::Answer(e.into()))?;
+    let secret = Secret::from_bytes(raw);
+    let step = match_step(&secret, params, code, now, skew).ok_or(Refusal::Count(Failure::WrongCode))?;
+    if cred.last_used_step.is_some_and(|last| step <= last) {
+        return Err(Refusal::Count(Failure::Replayed));
+    }
+    let reseal = if reseal && keys.is_stale(&cred.key_id) {
+        let (secret, key_id) = keys.seal(user_id, secret.as_bytes()).map_err(|e| Refusal::Answer(e.into()))?;
+        Some(Reseal { secret, key_id })
+    } else {
+        None
+    };
+    Ok((step, reseal))
+}
+
+/// The time step within `skew` steps of `now` whose code is `code`.
+fn match_step(secret: &Secret, params: TotpParams, code: &str, now: i64, skew: u16) -> Option<i64> {
+    let code = totp::normalize_totp_code(code, params.digits)?;
+    let seconds = u64::try_from(now.div_euclid(1000)).ok()?;
+    secret.matching_step(params, &code, seconds, skew).and_then(|s| i64::try_from(s).ok())
+}
+
 /// The two-factor service. Cheap to clone.
 #[derive(Clone)]
 pub struct TwoFactor {
@@ -309,7 +359,7 @@ impl TwoFactor {
         }
         let params = params_of(&cred)?;
         let secret = Secret::from_bytes(self.keys.open(user, &cred.key_id, &cred.secret)?);
-        let Some(step) = self.match_step(&secret, params, code, now) else {
+        let Some(step) = match_step(&secret, params, code, now, self.settings.skew) else {
             return Err(self.fail(user, now, Failure::WrongCode, correlation_id).await);
         };
         let (codes, hashes) = self.new_recovery_codes(user)?;
@@ -413,12 +463,6 @@ impl TwoFactor {
             .collect())
     }
 
-    fn match_step(&self, secret: &Secret, params: TotpParams, code: &str, now: i64) -> Option<i64> {
-        let code = totp::normalize_totp_code(code, params.digits)?;
-        let seconds = u64::try_from(now.div_euclid(1000)).ok()?;
-        secret.matching_step(params, &code, seconds, self.settings.skew).and_then(|s| i64::try_from(s).ok())
-    }
-
     fn new_recovery_codes(&self, user_id: &str) -> Result<(Vec<String>, Vec<Vec<u8>>), DomainError> {
         let codes = totp::generate_recovery_codes().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
         let hashes = codes
@@ -472,8 +516,9 @@ impl TwoFactor {
         }
     }
 
-    /// The shared TOTP check of verify, regenerate and disable: state, lockout, code, replay,
-    /// then an atomic compare-and-set that consumes the matched step. Returns the time used.
+    /// The shared TOTP check of verify, regenerate and disable: state, lockout, code, replay
+    /// ([`decide_step`]), then an atomic compare-and-set that consumes the matched step. Returns
+    /// the time used.
     async fn check_totp(
         &self,
         user_id: &str,
@@ -482,36 +527,44 @@ impl TwoFactor {
         used_for: StepUse,
     ) -> Result<i64, DomainError> {
         let now = self.now_ms();
-        let cred = self.enabled_unlocked(user_id, now).await?;
-        let params = params_of(&cred)?;
-        let raw = self.keys.open(user_id, &cred.key_id, &cred.secret)?;
-        let Some(step) = self.match_step(&Secret::from_bytes(raw.clone()), params, code, now) else {
-            return Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await);
-        };
-        if cred.last_used_step.is_some_and(|last| step <= last) {
-            return Err(self.fail(user_id, now, Failure::Replayed, correlation_id).await);
-        }
+        let skew = self.settings.skew;
         let consumed = match used_for {
+            // The login path: read, check and compare-and-set in one store call (on SQLite one
+            // job of the writer thread).
             StepUse::Verify => {
-                let reseal = if self.keys.is_stale(&cred.key_id) {
-                    let (secret, key_id) = self.keys.seal(user_id, &raw)?;
-                    Some(Reseal { secret, key_id })
-                } else {
-                    None
-                };
-                self.store.consume_step(user_id, step, now, reseal).await?
+                let (keys, user, code) = (self.keys.clone(), user_id.to_owned(), code.to_owned());
+                self.store
+                    .consume_checked_step(user_id, now, move |cred| {
+                        decide_step(&keys, skew, &user, cred, &code, now, true)
+                    })
+                    .await?
             }
-            StepUse::Regenerate(hashes) => self.store.regenerate_codes(user_id, step, now, hashes).await?,
-            StepUse::Disable => self.store.disable_with_step(user_id, step, now).await?,
+            StepUse::Regenerate(hashes) => {
+                let cred = self.store.credential(user_id).await?;
+                match decide_step(&self.keys, skew, user_id, cred.as_ref(), code, now, false) {
+                    Ok((step, _)) => Ok(self.store.regenerate_codes(user_id, step, now, hashes).await?),
+                    Err(refusal) => Err(refusal),
+                }
+            }
+            StepUse::Disable => {
+                let cred = self.store.credential(user_id).await?;
+                match decide_step(&self.keys, skew, user_id, cred.as_ref(), code, now, false) {
+                    Ok((step, _)) => Ok(self.store.disable_with_step(user_id, step, now).await?),
+                    Err(refusal) => Err(refusal),
+                }
+            }
         };
-        if consumed {
-            return Ok(now);
+        match consumed {
+            Ok(true) => Ok(now),
+            // Lost a race: another request consumed this step, locked the credential or
+            // disabled it.
+            Ok(false) => Err(match self.enabled_unlocked(user_id, now).await {
+                Ok(_) => self.fail(user_id, now, Failure::Replayed, correlation_id).await,
+                Err(e) => e,
+            }),
+            Err(Refusal::Answer(e)) => Err(e),
+            Err(Refusal::Count(failure)) => Err(self.fail(user_id, now, failure, correlation_id).await),
         }
-        // Lost a race: another request consumed this step, locked the credential or disabled it.
-        Err(match self.enabled_unlocked(user_id, now).await {
-            Ok(_) => self.fail(user_id, now, Failure::Replayed, correlation_id).await,
-            Err(e) => e,
-        })
     }
 
     /// Consumes a recovery code (optionally disabling two-factor in the same transaction).

@@ -7,12 +7,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_two_factor_tables;
+mod m20261129_000001_credentials_fillfactor;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_two_factor_tables::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_two_factor_tables::Migration),
+            Box::new(m20261129_000001_credentials_fillfactor::Migration),
+        ]
     }
 }

@@ -213,6 +213,26 @@ impl Store {
         dispatch!(self.consume_step(user_id, step, now, reseal))
     }
 
+    /// Reads the user's credential, lets `decide` choose the step to consume (and, optionally, a
+    /// re-encryption of the secret), and consumes it as [`Store::consume_step`] does. Returns
+    /// `Err(refusal)` untouched when `decide` refuses (nothing is written), else whether the
+    /// compare-and-set recorded the step. On SQLite all of it is one job of the writer thread,
+    /// so a login costs one hand-off instead of two: `decide` must be quick and do no I/O.
+    pub async fn consume_checked_step<E: Send + 'static>(
+        &self,
+        user_id: &str,
+        now: i64,
+        decide: impl FnOnce(Option<&credential::Model>) -> Result<(i64, Option<Reseal>), E> + Send + 'static,
+    ) -> Result<Result<bool, E>, DbErr> {
+        match &self.engine {
+            Engine::Orm(s) => match decide(s.credential(user_id).await?.as_ref()) {
+                Ok((step, reseal)) => s.consume_step(user_id, step, now, reseal).await.map(Ok),
+                Err(refusal) => Ok(Err(refusal)),
+            },
+            Engine::Sqlite(s) => s.consume_checked_step(user_id, now, decide).await,
+        }
+    }
+
     /// Turns the pending secret `expected_secret` into the enabled credential, records `step` as
     /// used and stores a new recovery-code set, in one transaction. Returns `false` when the
     /// pending secret changed, expired, was enabled meanwhile, or the credential got locked.

@@ -198,14 +198,20 @@ impl SqliteStore {
     /// The user's credential, read on the writer thread (see [`SqliteStore::read_on_writer`]).
     pub(super) async fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
         let user_id = user_id.to_owned();
-        self.read_on_writer(move |c| {
-            c.prepare_cached(
-                "SELECT user_id, secret, key_id, algorithm, digits, period, enabled, pending_expires_at, enabled_at, \
-                 last_used_step, failed_attempts, locked_until, created_at, updated_at \
-                 FROM totp_credentials WHERE user_id = ?1",
-            )?
-            .query_row([user_id.as_str()], credential_row)
-            .optional()
+        self.read_on_writer(move |c| credential_on(c, &user_id)).await
+    }
+
+    /// Read, `decide` and compare-and-set in one job (see `Store::consume_checked_step`).
+    pub(super) async fn consume_checked_step<E: Send + 'static>(
+        &self,
+        user_id: &str,
+        now: i64,
+        decide: impl FnOnce(Option<&credential::Model>) -> Result<(i64, Option<Reseal>), E> + Send + 'static,
+    ) -> Result<Result<bool, E>, DbErr> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| match decide(credential_on(c, &user_id)?.as_ref()) {
+            Ok((step, reseal)) => consume_step_on(c, &user_id, step, now, reseal).map(Ok),
+            Err(refusal) => Ok(Err(refusal)),
         })
         .await
     }
@@ -624,6 +630,16 @@ fn start_checkpointer(conn: Connection) -> std::io::Result<std_mpsc::Sender<()>>
         checkpoint();
     })?;
     Ok(stop)
+}
+
+fn credential_on(c: &Connection, user_id: &str) -> rusqlite::Result<Option<credential::Model>> {
+    c.prepare_cached(
+        "SELECT user_id, secret, key_id, algorithm, digits, period, enabled, pending_expires_at, enabled_at, \
+         last_used_step, failed_attempts, locked_until, created_at, updated_at \
+         FROM totp_credentials WHERE user_id = ?1",
+    )?
+    .query_row([user_id], credential_row)
+    .optional()
 }
 
 fn consume_step_on(
