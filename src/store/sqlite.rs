@@ -484,9 +484,7 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch is committed (or failed as a whole).
     fn finish(self: Box<Self>, batch: Result<(), &str>);
-    /// Whether the job needs a savepoint of its own to be rolled back alone. A job of single
-    /// statements whose partial effect may stay does not: a failed SQLite statement undoes
-    /// itself and leaves the transaction open.
+    /// Whether the job needs a savepoint of its own to be rolled back alone (a read does not).
     fn needs_savepoint(&self) -> bool {
         true
     }
@@ -533,7 +531,9 @@ where
 /// thread, which inserts whatever is buffered in the transaction of each batch it commits. Under
 /// load a batch comes every few hundred microseconds anyway, so an event costs its insert and no
 /// thread wake-up or commit of its own; when the writer is idle, the audit log asks for an empty
-/// batch ([`crate::audit`]). Cheap to clone (one shared buffer).
+/// batch ([`crate::audit`]). Cheap to clone (one shared buffer). Unbounded, but every request
+/// that adds an event also waits for a write of its own, so it holds at most a few events per
+/// request in flight.
 #[derive(Debug, Clone, Default)]
 pub struct EventBuffer(std::sync::Arc<Mutex<Vec<NewEvent>>>);
 
