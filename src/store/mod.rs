@@ -200,23 +200,11 @@ impl Store {
         dispatch!(self.record_failure(user_id, now, max_attempts, lockout_ms))
     }
 
-    /// Records `step` as used on an enabled credential if it is newer than the last used step
-    /// and the credential is not locked (compare-and-set). Resets the failure counter.
-    /// Optionally re-encrypts the secret under the current key.
-    pub async fn consume_step(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        reseal: Option<Reseal>,
-    ) -> Result<bool, DbErr> {
-        dispatch!(self.consume_step(user_id, step, now, reseal))
-    }
-
     /// Reads the user's credential, lets `decide` choose the step to consume (and, optionally, a
-    /// re-encryption of the secret), and consumes it as [`Store::consume_step`] does. Returns
-    /// `Err(refusal)` untouched when `decide` refuses (nothing is written), else whether the
-    /// compare-and-set recorded the step. On SQLite all of it is one job of the writer thread,
+    /// re-encryption of the secret), and records that step as used if it is newer than the last
+    /// used step and the credential is enabled and not locked (compare-and-set; resets the
+    /// failure counter; stores the re-encrypted secret). Returns `Err(refusal)` untouched when
+    /// `decide` refuses (nothing is written), else whether the compare-and-set recorded the step. On SQLite all of it is one job of the writer thread,
     /// so a login costs one hand-off instead of two: `decide` must be quick and do no I/O.
     pub async fn consume_checked_step<E: Send + 'static>(
         &self,
@@ -247,7 +235,7 @@ impl Store {
         dispatch!(self.enable(user_id, expected_secret, step, now, code_hashes))
     }
 
-    /// Consumes `step` (compare-and-set, as [`Store::consume_step`]) and replaces the whole
+    /// Consumes `step` (compare-and-set, as [`Store::consume_checked_step`]) and replaces the whole
     /// recovery-code set, in one transaction.
     pub async fn regenerate_codes(
         &self,

@@ -278,17 +278,6 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn consume_step(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        reseal: Option<Reseal>,
-    ) -> Result<bool, DbErr> {
-        let user_id = user_id.to_owned();
-        self.write(move |c| consume_step_on(c, &user_id, step, now, reseal)).await
-    }
-
     pub(super) async fn enable(
         &self,
         user_id: &str,
