@@ -3,9 +3,8 @@
 //! [`EventBuffer`], which the writer thread empties into every write batch it commits (under load
 //! that costs no wake-up and no commit of its own); when no batch comes within [`LINGER`], a
 //! small task asks for one. On PostgreSQL one background task gathers them and inserts each batch
-//! in one transaction. Reading events first
-//! waits until everything queued before is written, so a user always sees their own events;
-//! shutdown drains the queue.
+//! in one transaction. Reading events first waits until everything queued before is written, so
+//! a user always sees their own events; shutdown drains the queue.
 //!
 //! Trade-off, stated: on a hard crash (not SIGTERM), events queued in the last few milliseconds
 //! can be lost. State changes themselves are never queued.

@@ -516,6 +516,12 @@ impl TwoFactor {
         }
     }
 
+    /// Reads the credential and decides which step `code` may consume ([`decide_step`]).
+    async fn matched_step(&self, user_id: &str, code: &str, now: i64) -> Result<Result<i64, Refusal>, DomainError> {
+        let cred = self.store.credential(user_id).await?;
+        Ok(decide_step(&self.keys, self.settings.skew, user_id, cred.as_ref(), code, now, false).map(|(step, _)| step))
+    }
+
     /// The shared TOTP check of verify, regenerate and disable: state, lockout, code, replay
     /// ([`decide_step`]), then an atomic compare-and-set that consumes the matched step. Returns
     /// the time used.
@@ -539,20 +545,14 @@ impl TwoFactor {
                     })
                     .await?
             }
-            StepUse::Regenerate(hashes) => {
-                let cred = self.store.credential(user_id).await?;
-                match decide_step(&self.keys, skew, user_id, cred.as_ref(), code, now, false) {
-                    Ok((step, _)) => Ok(self.store.regenerate_codes(user_id, step, now, hashes).await?),
-                    Err(refusal) => Err(refusal),
-                }
-            }
-            StepUse::Disable => {
-                let cred = self.store.credential(user_id).await?;
-                match decide_step(&self.keys, skew, user_id, cred.as_ref(), code, now, false) {
-                    Ok((step, _)) => Ok(self.store.disable_with_step(user_id, step, now).await?),
-                    Err(refusal) => Err(refusal),
-                }
-            }
+            StepUse::Regenerate(hashes) => match self.matched_step(user_id, code, now).await? {
+                Ok(step) => Ok(self.store.regenerate_codes(user_id, step, now, hashes).await?),
+                Err(refusal) => Err(refusal),
+            },
+            StepUse::Disable => match self.matched_step(user_id, code, now).await? {
+                Ok(step) => Ok(self.store.disable_with_step(user_id, step, now).await?),
+                Err(refusal) => Err(refusal),
+            },
         };
         match consumed {
             Ok(true) => Ok(now),

@@ -204,8 +204,9 @@ impl Store {
     /// re-encryption of the secret), and records that step as used if it is newer than the last
     /// used step and the credential is enabled and not locked (compare-and-set; resets the
     /// failure counter; stores the re-encrypted secret). Returns `Err(refusal)` untouched when
-    /// `decide` refuses (nothing is written), else whether the compare-and-set recorded the step. On SQLite all of it is one job of the writer thread,
-    /// so a login costs one hand-off instead of two: `decide` must be quick and do no I/O.
+    /// `decide` refuses (nothing is written), else whether the compare-and-set recorded the step.
+    /// On SQLite all of it is one job of the writer thread, so a login costs one hand-off instead
+    /// of two: `decide` must be quick and do no I/O.
     pub async fn consume_checked_step<E: Send + 'static>(
         &self,
         user_id: &str,

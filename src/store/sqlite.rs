@@ -595,7 +595,9 @@ fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>], events: &[NewEvent]) 
         }
         txn.prepare_cached("RELEASE job")?.execute([])?;
     }
-    if let Err(error) = insert_events_on(&txn, events) {
+    if !events.is_empty()
+        && let Err(error) = insert_events_on(&txn, events)
+    {
         // A failed INSERT undoes itself; the batch's other changes stand.
         tracing::error!(%error, count = events.len(), "audit events could not be written");
     }
