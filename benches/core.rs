@@ -64,7 +64,7 @@ fn requests(c: &mut Criterion) {
     rt.block_on(async {
         for i in 0..1000 {
             let viewer = twofold::auth::Viewer { user_id: format!("enabled{i}"), account_name: "x".into() };
-            let enrolment = service.begin_enrolment(&viewer, "bench").await.unwrap();
+            let enrolment = service.begin_enrolment(&viewer, true, "bench").await.unwrap();
             let raw = data_encoding::BASE32_NOPAD.decode(enrolment.secret.as_bytes()).unwrap();
             let now = chrono::Utc::now().timestamp() as u64;
             let code = Secret::from_bytes(raw).code_at(TotpParams::default(), now);

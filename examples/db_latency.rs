@@ -32,9 +32,14 @@ async fn main() {
     println!("read:   {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     let t = Instant::now();
     for i in 0..n {
-        store.record_failure(&format!("u{i}"), now, 1_000_000, 1000).await.unwrap();
+        let limits = twofold::store::AttemptLimits { max_attempts: 1_000_000, lockout_ms: 1000 };
+        let counted = store
+            .check_code(&format!("u{i}"), now, limits, |_| twofold::store::Verdict::<(), ()>::Fail(()))
+            .await
+            .unwrap();
+        assert!(matches!(counted, twofold::store::Checked::Failed((), _)));
     }
-    println!("update: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!("failed check (read, count): {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     let t = Instant::now();
     for i in 0..n {
         store.upsert_pending(pending(format!("v{i}"))).await.unwrap();

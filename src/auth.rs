@@ -3,6 +3,7 @@
 //! The failure reason is logged at debug level and never returned in detail to callers.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,13 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// The largest clock leeway for `exp`/`nbf` (`TWOFOLD_JWT_LEEWAY_SECONDS` is 0–300; larger values
+/// given to [`Authenticator::new`] directly are clamped to it, so `now ± leeway` never wraps).
+pub const MAX_LEEWAY_SECONDS: u64 = 300;
+
+/// The longest JOSE header segment (base64url) looked at; real headers are well under 1 KiB.
+const MAX_HEADER_SEGMENT: usize = 8 * 1024;
+
 /// Claim checks besides the signature.
 #[derive(Debug, Clone, Default)]
 pub struct ClaimRules {
@@ -68,7 +76,7 @@ impl Authenticator {
         validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.leeway = rules.leeway_seconds;
+        validation.leeway = rules.leeway_seconds.min(MAX_LEEWAY_SECONDS);
         match &rules.issuer {
             Some(iss) => {
                 validation.set_issuer(&[iss]);
@@ -89,6 +97,10 @@ impl Authenticator {
     /// Authenticates the value of an `Authorization` header.
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Viewer, AuthError> {
         let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
+        if let Err(reason) = check_no_crit(token) {
+            tracing::debug!(reason, "bearer token rejected");
+            return Err(AuthError::Invalid);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
             let reason = match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -130,6 +142,31 @@ fn bearer_token(header: Option<&[u8]>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Refuses a token whose JOSE header has a `crit` member (RFC 7515 §4.1.11): its recipient must
+/// understand every extension listed there, and Twofold understands none, so `crit` in any form
+/// (a list, an empty list, `null`, anything) is refused. jsonwebtoken parses `crit` but does not
+/// enforce it (and reads `"crit": null` as absent), so the header segment is read here: at most
+/// [`MAX_HEADER_SEGMENT`] bytes, base64url without padding, a JSON object. A header that cannot
+/// be read is refused too (jsonwebtoken would refuse it as well).
+fn check_no_crit(token: &str) -> Result<(), &'static str> {
+    let segment = token.split('.').next().unwrap_or_default();
+    if segment.len() > MAX_HEADER_SEGMENT {
+        return Err("header too long");
+    }
+    let json = data_encoding::BASE64URL_NOPAD.decode(segment.as_bytes()).map_err(|_| "header is not base64url")?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&json).map_err(|_| "header is not a JSON object")?;
+    if header.contains_key("crit") {
+        return Err("header has `crit` (no JWS extension is understood)");
+    }
+    Ok(())
+}
+
+/// `now + ttl` in Unix seconds for a token's `exp`, saturating instead of overflowing.
+pub fn expires_at(now: i64, ttl: Duration) -> i64 {
+    now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Claims of a token minted by `twofold token` (and by the dev-mode demo token).
 #[derive(Debug, Serialize)]
 pub struct MintClaims {
@@ -168,5 +205,106 @@ mod tests {
         assert_eq!(bearer_token(Some(b"Basic abc")), None);
         assert_eq!(bearer_token(Some(b"Bearer ")), None);
         assert_eq!(bearer_token(None), None);
+    }
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789abcdef0123456789";
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(
+            DecodingKey::from_secret(SECRET),
+            vec![Algorithm::HS256],
+            &ClaimRules { leeway_seconds: 30, ..Default::default() },
+        )
+    }
+
+    fn claims() -> String {
+        let exp = jsonwebtoken::get_current_timestamp() + 600;
+        format!(r#"{{"sub":"alice","exp":{exp}}}"#)
+    }
+
+    /// A correctly signed HS256 token with exactly this header JSON.
+    fn signed(header: &str, claims: &str) -> String {
+        let b64 = |s: &str| data_encoding::BASE64URL_NOPAD.encode(s.as_bytes());
+        let message = format!("{}.{}", b64(header), b64(claims));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256)
+                .unwrap();
+        format!("Bearer {message}.{signature}")
+    }
+
+    #[test]
+    fn a_plain_token_passes() {
+        let token = signed(r#"{"alg":"HS256","typ":"JWT"}"#, &claims());
+        assert_eq!(authenticator().authenticate(Some(token.as_bytes())).unwrap().user_id, "alice");
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let token = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "bob", "exp": 4_000_000_000u64}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(authenticator().authenticate(Some(format!("Bearer {token}").as_bytes())).unwrap().user_id, "bob");
+    }
+
+    #[test]
+    fn any_crit_header_is_refused() {
+        let auth = authenticator();
+        for header in [
+            r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#,
+            r#"{"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"HS256","crit":"exp"}"#,
+            r#"{"alg":"HS256","crit":{}}"#,
+            r#"{"alg":"HS256","\u0063rit":["exp"]}"#,
+        ] {
+            let token = signed(header, &claims());
+            assert_eq!(auth.authenticate(Some(token.as_bytes())), Err(AuthError::Invalid), "{header}");
+        }
+        // Through jsonwebtoken's own header type too.
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "bob", "exp": 4_000_000_000u64}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(auth.authenticate(Some(format!("Bearer {token}").as_bytes())), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn garbage_headers_are_refused_without_panicking() {
+        let auth = authenticator();
+        let long = "A".repeat(MAX_HEADER_SEGMENT + 4);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = data_encoding::BASE64URL_NOPAD.encode(deep.as_bytes());
+        for token in
+            ["Bearer .", "Bearer ..", "Bearer !!!.e30.x", "Bearer e30", "Bearer W10.e30.x", "Bearer bnVsbA.e30.x"]
+                .into_iter()
+                .map(String::from)
+                .chain([format!("Bearer {long}.e30.x"), format!("Bearer {deep}.e30.x"), "Bearer \u{e9}.e30.x".into()])
+        {
+            assert_eq!(auth.authenticate(Some(token.as_bytes())), Err(AuthError::Invalid), "{token:.40}");
+        }
+    }
+
+    #[test]
+    fn leeway_is_clamped_and_expiry_saturates() {
+        let auth = Authenticator::new(
+            DecodingKey::from_secret(SECRET),
+            vec![Algorithm::HS256],
+            &ClaimRules { leeway_seconds: u64::MAX, ..Default::default() },
+        );
+        assert_eq!(auth.validation.leeway, MAX_LEEWAY_SECONDS);
+        // A token expired well beyond the clamped leeway is refused, not waved through or a panic.
+        let exp = jsonwebtoken::get_current_timestamp() - 3600;
+        let token = signed(r#"{"alg":"HS256","typ":"JWT"}"#, &format!(r#"{{"sub":"alice","exp":{exp}}}"#));
+        assert_eq!(auth.authenticate(Some(token.as_bytes())), Err(AuthError::Expired));
+
+        assert_eq!(expires_at(1_000, Duration::from_secs(60)), 1_060);
+        assert_eq!(expires_at(1_000, Duration::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(expires_at(i64::MAX - 1, Duration::from_secs(5)), i64::MAX);
     }
 }

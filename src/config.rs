@@ -2,6 +2,7 @@
 //! parsed once and validated at start-up. Invalid settings stop start-up with a one-line reason.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ Quick start:
   twofold token --sub alice --email alice@example.com
                                mint a bearer token with TWOFOLD_JWT_SECRET
   twofold schema > schema.graphql
+  twofold admin reseal         re-encrypt stored secrets under the current TWOFOLD_ENCRYPTION_KEY
   TWOFOLD_DATABASE_URL=postgres://postgres@127.0.0.1/twofold TWOFOLD_ENCRYPTION_KEY=... twofold migrate
 
 Durations are integer seconds or a number with a unit: 600, 600s, 10m, 1h, 7d.";
@@ -48,6 +50,21 @@ pub enum Command {
     Schema,
     /// Mint a bearer token signed with the configured JWT key (for operators and tests).
     Token(TokenArgs),
+    /// Operator tasks on the configured database (no token needed).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Re-encrypt every stored TOTP secret (pending or enabled) under the current encryption key,
+    /// in one transaction, so a key in TWOFOLD_ENCRYPTION_KEYS_OLD can be retired. Prints how many
+    /// secrets changed and how many users still hold recovery codes hashed under an older key
+    /// (those work only while that key stays configured; regenerating replaces them). Changes
+    /// nothing and exits 1 when a secret is sealed under a key that is not configured.
+    Reseal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,8 +84,8 @@ pub struct TokenArgs {
     /// The `preferred_username` claim.
     #[arg(long)]
     pub username: Option<String>,
-    /// Lifetime of the token.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    /// Lifetime of the token (at most 36500d, about 100 years).
+    #[arg(long, default_value = "1h", value_parser = parse_token_ttl)]
     pub ttl: Duration,
     /// A `token_type` claim (Twofold accepts only `access`; use `refresh` to test rejection).
     #[arg(long)]
@@ -100,8 +117,9 @@ pub struct Settings {
     #[arg(long, env = "TWOFOLD_DATABASE_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub database_max_connections: u32,
 
-    /// HMAC key for HS256/HS384/HS512 bearer tokens. Without any JWT key Twofold runs in dev
-    /// mode with a random per-run key and prints a demo token.
+    /// HMAC key for HS256/HS384/HS512 bearer tokens: at least 32 bytes (of the value as given).
+    /// Without any JWT key Twofold runs in dev mode with a random per-run key and prints a demo
+    /// token.
     #[arg(long, env = "TWOFOLD_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
 
@@ -122,15 +140,15 @@ pub struct Settings {
     #[arg(long, env = "TWOFOLD_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
 
-    /// Clock leeway for `exp` and `nbf`, in seconds.
+    /// Clock leeway for `exp` and `nbf`, in seconds (0–300).
     #[arg(long, env = "TWOFOLD_JWT_LEEWAY_SECONDS", default_value_t = 30, global = true)]
     pub jwt_leeway_seconds: u64,
 
-    /// Issuer shown in authenticator apps and written into otpauth URIs.
+    /// Issuer shown in authenticator apps and written into otpauth URIs (1–64 characters).
     #[arg(long, env = "TWOFOLD_ISSUER", default_value = "Twofold", global = true)]
     pub issuer: String,
 
-    /// How long a pending (not yet enabled) secret stays valid.
+    /// How long a pending (not yet enabled) secret stays valid (1m–24h).
     #[arg(long, env = "TWOFOLD_PENDING_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
     pub pending_ttl: Duration,
 
@@ -150,11 +168,11 @@ pub struct Settings {
     #[arg(long, env = "TWOFOLD_TOTP_PERIOD", default_value_t = 30, global = true)]
     pub totp_period: u32,
 
-    /// Consecutive failed code checks before the credential is locked.
+    /// Consecutive failed code checks before the credential is locked (1–100).
     #[arg(long, env = "TWOFOLD_MAX_FAILED_ATTEMPTS", default_value_t = 5, global = true)]
     pub max_failed_attempts: u32,
 
-    /// How long a lockout lasts, in seconds.
+    /// How long a lockout lasts, in seconds (1–86400).
     #[arg(long, env = "TWOFOLD_LOCKOUT_SECONDS", default_value_t = 300, global = true)]
     pub lockout_seconds: u64,
 
@@ -209,6 +227,46 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(factor).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
 }
 
+// The bounds of SPEC §10 ("Settings have sane bounds"). Outside them start-up stops with a
+// one-line reason naming the variable and the range. They also keep every time sum (`now +
+// lockout`, `now + pending TTL`, `now ± leeway`) far from overflowing.
+
+/// `TWOFOLD_MAX_FAILED_ATTEMPTS`.
+pub const MAX_FAILED_ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
+/// `TWOFOLD_LOCKOUT_SECONDS`.
+pub const LOCKOUT_SECONDS_RANGE: RangeInclusive<u64> = 1..=86_400;
+/// `TWOFOLD_PENDING_TTL`, in seconds: 1 min–24 h.
+pub const PENDING_TTL_SECONDS_RANGE: RangeInclusive<u64> = 60..=86_400;
+/// `TWOFOLD_JWT_LEEWAY_SECONDS`.
+pub const JWT_LEEWAY_SECONDS_RANGE: RangeInclusive<u64> = 0..=crate::auth::MAX_LEEWAY_SECONDS;
+/// `TWOFOLD_TOTP_SKEW`, in time steps either side of now.
+pub const TOTP_SKEW_RANGE: RangeInclusive<u16> = 0..=10;
+/// `TWOFOLD_JWT_SECRET`, in bytes of the value as given (not decoded, not trimmed).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// `TWOFOLD_ISSUER`, in characters (Unicode scalar values).
+pub const MAX_ISSUER_CHARS: usize = 64;
+/// `twofold token --ttl`: a wide range for operators, but `now + ttl` stays far from `i64::MAX`.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// `--ttl` of `twofold token`: a duration of at most [`MAX_TOKEN_TTL`] (100 years).
+pub fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl > MAX_TOKEN_TTL {
+        return Err(format!("`{}` is longer than 36500d (the longest token lifetime)", text.trim()));
+    }
+    Ok(ttl)
+}
+
+fn check_range<T>(variable: &str, value: T, range: &RangeInclusive<T>, unit: &str) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        return Ok(());
+    }
+    err(format!("{variable} must be between {} and {}{unit} (got {value})", range.start(), range.end()))
+}
+
 /// The JWT setup: how tokens are verified, and whether this is dev mode.
 pub struct JwtSetup {
     pub authenticator: Authenticator,
@@ -253,7 +311,12 @@ impl Settings {
         if self.database_max_connections == 0 {
             return err("TWOFOLD_DATABASE_MAX_CONNECTIONS must be at least 1");
         }
+        self.check_jwt_leeway()?;
         self.service_settings().map(|_| ())
+    }
+
+    fn check_jwt_leeway(&self) -> Result<(), ConfigError> {
+        check_range("TWOFOLD_JWT_LEEWAY_SECONDS", self.jwt_leeway_seconds, &JWT_LEEWAY_SECONDS_RANGE, " seconds")
     }
 
     pub fn claim_rules(&self) -> ClaimRules {
@@ -267,7 +330,10 @@ impl Settings {
     /// Builds the token verifier. With no key configured, returns a dev-mode setup with a fresh
     /// random HMAC secret.
     pub fn jwt(&self) -> Result<JwtSetup, ConfigError> {
-        let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
+        self.check_jwt_leeway()?;
+        // A secret given as an empty value is a secret of 0 bytes (refused below), not dev mode:
+        // dev mode is for a key that is not configured at all.
+        let secret = self.jwt_secret.as_deref();
         let rules = self.claim_rules();
         match (secret, &self.jwt_public_key) {
             (Some(_), Some(_)) => err("set either TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY, not both"),
@@ -278,8 +344,12 @@ impl Settings {
                         "TWOFOLD_JWT_ALGORITHMS lists {bad:?}, which needs TWOFOLD_JWT_PUBLIC_KEY, not a secret"
                     ));
                 }
-                if secret.len() < 32 {
-                    tracing::warn!("TWOFOLD_JWT_SECRET is shorter than 32 bytes; use a longer random secret");
+                if secret.len() < MIN_JWT_SECRET_BYTES {
+                    return err(format!(
+                        "TWOFOLD_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (got {}); \
+                         use a long random secret, e.g. `openssl rand -base64 32`",
+                        secret.len()
+                    ));
                 }
                 let authenticator =
                     Authenticator::new(DecodingKey::from_secret(secret.as_bytes()), algorithms.clone(), &rules);
@@ -355,20 +425,24 @@ impl Settings {
     }
 
     pub fn service_settings(&self) -> Result<ServiceSettings, ConfigError> {
-        if self.issuer.trim().is_empty() || self.issuer.len() > 100 {
-            return err("TWOFOLD_ISSUER must be 1–100 bytes");
+        let issuer_chars = self.issuer.chars().count();
+        // Colons are removed from the issuer in otpauth URIs, so one of only colons is blank too.
+        let blank = self.issuer.chars().all(|c| c == ':' || c.is_whitespace());
+        if blank || issuer_chars > MAX_ISSUER_CHARS {
+            return err(format!(
+                "TWOFOLD_ISSUER must be 1 to {MAX_ISSUER_CHARS} characters and not blank (got {issuer_chars} characters)"
+            ));
         }
-        if self.totp_skew > 10 {
-            return err("TWOFOLD_TOTP_SKEW must be between 0 and 10");
-        }
-        if self.max_failed_attempts == 0 || self.max_failed_attempts > 1000 {
-            return err("TWOFOLD_MAX_FAILED_ATTEMPTS must be between 1 and 1000");
-        }
-        if self.lockout_seconds == 0 {
-            return err("TWOFOLD_LOCKOUT_SECONDS must be at least 1");
-        }
-        if self.pending_ttl < Duration::from_secs(30) {
-            return err("TWOFOLD_PENDING_TTL must be at least 30s");
+        check_range("TWOFOLD_TOTP_SKEW", self.totp_skew, &TOTP_SKEW_RANGE, " time steps")?;
+        check_range("TWOFOLD_MAX_FAILED_ATTEMPTS", self.max_failed_attempts, &MAX_FAILED_ATTEMPTS_RANGE, "")?;
+        check_range("TWOFOLD_LOCKOUT_SECONDS", self.lockout_seconds, &LOCKOUT_SECONDS_RANGE, " seconds")?;
+        let ttl_range = Duration::from_secs(*PENDING_TTL_SECONDS_RANGE.start())
+            ..=Duration::from_secs(*PENDING_TTL_SECONDS_RANGE.end());
+        if !ttl_range.contains(&self.pending_ttl) {
+            return err(format!(
+                "TWOFOLD_PENDING_TTL must be between 1m and 24h (60 to 86400 seconds; got {} seconds)",
+                self.pending_ttl.as_secs()
+            ));
         }
         Ok(ServiceSettings {
             issuer: self.issuer.clone(),
@@ -417,25 +491,109 @@ pub fn key_file_path(database_url: &str) -> PathBuf {
     dir.join("twofold.key")
 }
 
+/// The longest key file read: a base64 key is 44 characters, so anything much longer is not one.
+const MAX_KEY_FILE_BYTES: u64 = 1024;
+
+/// Reads the key file, or creates it (mode 0600) when there is none. An existing key file that
+/// group or others can write is refused (Unix), so a key swapped in by another account is never
+/// used to seal secrets.
 fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => crypto::decode_key(&text).map_err(|e| ConfigError(format!("{}: the key {e}", path.display()))),
+    match std::fs::File::open(path) {
+        Ok(file) => read_key_file(path, file),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = crypto::generate_key().map_err(|e| ConfigError(e.to_string()))?;
-            write_private_file(path, &key)
-                .map_err(|e| ConfigError(format!("cannot create {}: {e}", path.display())))?;
-            tracing::warn!(
-                path = %path.display(),
-                "no TWOFOLD_ENCRYPTION_KEY: generated an encryption key file for this SQLite database; \
-                 back it up with the database, or set TWOFOLD_ENCRYPTION_KEY in production"
-            );
-            crypto::decode_key(&key).map_err(ConfigError)
+            match create_private_file(path, &key) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    "no TWOFOLD_ENCRYPTION_KEY: generated an encryption key file for this SQLite database; \
+                     back it up with the database, or set TWOFOLD_ENCRYPTION_KEY in production"
+                ),
+                // Another instance starting beside this one published its key first: use that one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return err(format!("cannot create {}: {e}", path.display())),
+            }
+            // Read back what is on disk, through the same checks as an existing file (a file
+            // system that ignores modes is caught here, not at the next start).
+            let file =
+                std::fs::File::open(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            read_key_file(path, file)
         }
         Err(e) => err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Checks the opened key file's mode (of the open file, so it is the file that is then read) and
+/// decodes its key.
+fn read_key_file(path: &Path, file: std::fs::File) -> Result<[u8; 32], ConfigError> {
+    use std::io::Read;
+    let metadata = file.metadata().map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    if !metadata.is_file() {
+        return err(format!("{} is not a regular file", path.display()));
+    }
+    check_key_file_mode(path, &metadata)?;
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    crypto::decode_key(&text).map_err(|e| ConfigError(format!("{}: the key {e}", path.display())))
+}
+
+#[cfg(unix)]
+fn check_key_file_mode(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return err(format!(
+            "{} is writable by group or others (mode {mode:04o}); refusing to use it as the encryption key: \
+             check its contents and run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{mode:04o}"),
+            "the encryption key file is readable by group or others; restrict it with `chmod 600`"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_file_mode(_path: &Path, _metadata: &std::fs::Metadata) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+/// Creates `path` holding `contents` and a newline, readable and writable by the owner only: the
+/// file is created with mode 0600 (never widened, then narrowed), written and synced under a
+/// temporary name in the same directory, and published with a hard link, so the file appears
+/// whole or not at all, and never replaces an existing one (`AlreadyExists`).
+fn create_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", data_encoding::HEXLOWER.encode(&nonce)));
+    write_new_private_file(&temp, contents)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+        // A file system without hard links: create the file in place (still exclusively, 0600).
+        Err(_) => write_new_private_file(path, contents)?,
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        // The new directory entry survives a crash; best effort.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Creates a new file (failing if it exists) with mode 0600 from the start, writes and syncs it.
+fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -445,9 +603,12 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let written =
+        file.write_all(contents.as_bytes()).and_then(|()| file.write_all(b"\n")).and_then(|()| file.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -471,5 +632,160 @@ mod tests {
             key_file_path("sqlite:///var/lib/twofold/t.db?mode=rwc"),
             PathBuf::from("/var/lib/twofold/twofold.key")
         );
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef"; // 32 bytes
+
+    fn settings(args: &[&str]) -> Settings {
+        let base = ["twofold", "--database-url", "sqlite:///nonexistent/t.db", "--jwt-secret", SECRET];
+        Cli::try_parse_from(base.iter().chain(args)).expect("parses").settings
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        let message = settings(args).validate().expect_err(&format!("{args:?} must be refused")).to_string();
+        assert!(!message.contains('\n'), "one line: {message}");
+        message
+    }
+
+    #[test]
+    fn defaults_are_within_bounds() {
+        let s = settings(&[]);
+        s.validate().unwrap();
+        s.jwt().unwrap();
+    }
+
+    #[test]
+    fn numeric_settings_are_bounded() {
+        let cases: &[(&str, &str, &[&str], &[&str])] = &[
+            ("--max-failed-attempts", "TWOFOLD_MAX_FAILED_ATTEMPTS", &["0", "101", "4294967295"], &["1", "100"]),
+            (
+                "--lockout-seconds",
+                "TWOFOLD_LOCKOUT_SECONDS",
+                &["0", "86401", "9223372036854775", "18446744073709551615"],
+                &["1", "86400"],
+            ),
+            (
+                "--pending-ttl",
+                "TWOFOLD_PENDING_TTL",
+                &["0", "59", "59s", "86401", "25h", "2d", "213503982334601d"],
+                &["60", "1m", "24h", "86400s", "1d"],
+            ),
+            ("--jwt-leeway-seconds", "TWOFOLD_JWT_LEEWAY_SECONDS", &["301", "18446744073709551615"], &["0", "300"]),
+            ("--totp-skew", "TWOFOLD_TOTP_SKEW", &["11", "65535"], &["0", "10"]),
+        ];
+        for (flag, variable, bad, good) in cases {
+            for value in *bad {
+                let message = refusal(&[flag, value]);
+                assert!(message.contains(variable), "{flag} {value}: {message}");
+            }
+            for value in *good {
+                settings(&[flag, value]).validate().unwrap_or_else(|e| panic!("{flag} {value}: {e}"));
+            }
+        }
+        assert_eq!(
+            refusal(&["--lockout-seconds", "9223372036854775"]),
+            "TWOFOLD_LOCKOUT_SECONDS must be between 1 and 86400 seconds (got 9223372036854775)"
+        );
+        assert!(refusal(&["--pending-ttl", "25h"]).contains("between 1m and 24h"));
+        // service_settings() alone applies the same bounds (serve calls it after validate()).
+        assert!(settings(&["--max-failed-attempts", "101"]).service_settings().is_err());
+        // The leeway is checked by jwt() too (`twofold token` does not call validate()).
+        assert!(settings(&["--jwt-leeway-seconds", "301"]).jwt().err().unwrap().to_string().contains("0 and 300"));
+    }
+
+    #[test]
+    fn the_issuer_is_1_to_64_characters() {
+        for bad in ["", "   ", " : ", &"x".repeat(65), &"é".repeat(65)] {
+            let message = refusal(&["--issuer", bad]);
+            assert!(message.contains("TWOFOLD_ISSUER") && message.contains("64"), "{message}");
+        }
+        for good in ["A", &"x".repeat(64), &"é".repeat(64)] {
+            settings(&["--issuer", good]).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_jwt_secret_is_at_least_32_bytes_as_given() {
+        for bad in ["", "short", &"x".repeat(31)] {
+            let s = Cli::try_parse_from(["twofold", "--jwt-secret", bad]).unwrap().settings;
+            let message = s.jwt().err().expect("refused").to_string();
+            assert!(message.contains("TWOFOLD_JWT_SECRET") && message.contains("32 bytes"), "{message}");
+            assert!(!message.contains('\n'));
+            if !bad.trim().is_empty() {
+                assert!(!message.contains(bad.trim()), "the secret is never echoed: {message}");
+            }
+        }
+        // Bytes, not characters: 11 three-byte characters are 33 bytes.
+        for good in [SECRET, &"€".repeat(11), "  0123456789abcdef0123456789ab  ", &"x".repeat(200)] {
+            let s = Cli::try_parse_from(["twofold", "--jwt-secret", good]).unwrap().settings;
+            assert!(s.jwt().unwrap().dev_secret.is_none());
+        }
+    }
+
+    #[test]
+    fn token_lifetimes_are_wide_but_bounded() {
+        assert_eq!(parse_token_ttl("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_token_ttl("36500d").unwrap(), MAX_TOKEN_TTL);
+        assert!(parse_token_ttl("36501d").is_err());
+        assert!(parse_token_ttl("18446744073709551615").is_err());
+        let now = chrono::Utc::now().timestamp();
+        assert!(now.checked_add(MAX_TOKEN_TTL.as_secs() as i64).is_some());
+        let cli = Cli::try_parse_from(["twofold", "token", "--sub", "a", "--ttl", "9223372036854775807"]);
+        assert!(cli.is_err(), "--ttl beyond 36500d is refused by the parser");
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_key_file_is_private_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.key");
+        let key = load_or_create_key_file(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(load_or_create_key_file(&path).unwrap(), key, "reused");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("twofold.key")], "no temporary file is left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn instances_starting_together_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.key");
+        let keys: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| load_or_create_key_file(&path).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]));
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.key");
+        std::fs::write(&path, format!("{}\n", crypto::generate_key().unwrap())).unwrap();
+        for bad in [0o666, 0o620, 0o602, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+            let message = load_or_create_key_file(&path).unwrap_err().to_string();
+            assert!(message.contains("chmod 600") && message.contains("twofold.key"), "{message}");
+            assert!(!message.contains('\n'));
+        }
+        for good in [0o600, 0o400, 0o640, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(good)).unwrap();
+            load_or_create_key_file(&path).unwrap_or_else(|e| panic!("{good:o}: {e}"));
+        }
+        // Through a symlink, the mode of the file it points to counts.
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(load_or_create_key_file(&link).is_err());
     }
 }

@@ -115,6 +115,11 @@ impl Keyring {
             .map_err(|_| CryptoError::Corrupt)
     }
 
+    /// Whether `key_id` names a configured key (current or old).
+    pub fn has_key(&self, key_id: &str) -> bool {
+        self.key(key_id).is_ok()
+    }
+
     /// Whether a row sealed under `key_id` should be re-sealed under the current key.
     pub fn is_stale(&self, key_id: &str) -> bool {
         key_id != self.current.id

@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: transport ([`graphql`], [`rest`]) → [`service`] → [`store`] / [`totp`].
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod clock;
@@ -11,8 +12,10 @@ pub mod crypto;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod nesting;
 pub mod playground;
 pub mod rest;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod totp;
@@ -51,7 +54,17 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    serve::serve(listener, app(state), serve::ServeOptions::default(), shutdown).await
+}
+
+/// [`run`] with other connection time limits (tests use short ones).
+pub async fn run_with(
+    listener: TcpListener,
+    state: AppState,
+    options: serve::ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve::serve(listener, app(state), options, shutdown).await
 }
 
 /// Rows the pruner deletes per table and statement.

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 use twofold::auth::{MintClaims, mint};
 use twofold::clock::{Clock, SystemClock};
-use twofold::config::{Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs};
+use twofold::config::{AdminCommand, Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs};
 use twofold::service::TwoFactor;
 use twofold::{AppState, HttpOptions, graphql};
 
@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Admin { command: AdminCommand::Reseal } = command {
+        return runtime.block_on(reseal(&cli.settings));
+    }
     let result = runtime.block_on(async {
         match command {
             Command::Migrate { direction } => migrate(&cli.settings, direction).await,
@@ -79,6 +82,42 @@ async fn migrate(settings: &Settings, direction: MigrateDirection) -> Result<(),
     result.map_err(|e| ConfigError(format!("migration failed: {e}")))?;
     tracing::info!(?direction, "migrations done");
     Ok(())
+}
+
+/// `twofold admin reseal`: 0 when done, 1 when a secret is under an unknown key (nothing
+/// changed), 2 on bad settings or an unreachable database.
+async fn reseal(settings: &Settings) -> ExitCode {
+    let run = async {
+        settings.validate()?;
+        let keys = settings.keyring()?;
+        let store = twofold::connect_and_migrate(&settings.database_url, 2)
+            .await
+            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+        Ok::<_, ConfigError>(twofold::admin::reseal(&store, &keys).await)
+    };
+    match run.await {
+        Ok(Ok(report)) => {
+            println!("Re-sealed {} secret(s) under the current key {}.", report.resealed, report.key_id);
+            println!(
+                "{} user(s) still hold recovery codes hashed under an older key: they work only while that key stays \
+                 in TWOFOLD_ENCRYPTION_KEYS_OLD (regenerating replaces them).",
+                report.users_with_old_recovery_codes
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e @ twofold::admin::ResealError::Database(_))) => {
+            eprintln!("twofold: {e}");
+            ExitCode::from(2)
+        }
+        Ok(Err(e)) => {
+            eprintln!("twofold: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("twofold: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn token(settings: &Settings, args: &TokenArgs) -> Result<String, ConfigError> {

@@ -10,7 +10,9 @@ use crate::audit::AuditLog;
 use crate::auth::Viewer;
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, Keyring};
-use crate::store::{FailureOutcome, NewEvent, NewPending, Reseal, Store, credential};
+use crate::store::{
+    AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Store, Verdict, credential,
+};
 use crate::totp::{self, Algorithm, Secret, TotpParams};
 
 /// Expected failures (returned to callers as typed errors) and unexpected ones.
@@ -110,12 +112,14 @@ impl Default for ServiceSettings {
     }
 }
 
-/// A started enrolment: the Base32 secret, its otpauth URI and when the pending secret expires.
-/// The QR code is rendered from `otpauth_uri` by callers that show one.
+/// A started enrolment: the Base32 secret, its otpauth URI, its QR code (when asked for) and
+/// when the pending secret expires.
 #[derive(Debug, Clone)]
 pub struct Enrolment {
     pub secret: String,
     pub otpauth_uri: String,
+    /// `data:image/png;base64,…` of the URI (SPEC §2).
+    pub qr_code: Option<String>,
     pub expires_at: i64,
 }
 
@@ -157,13 +161,8 @@ pub struct Event {
     pub correlation_id: Option<String>,
 }
 
-/// What a matched TOTP step is used for.
-enum StepUse {
-    Verify,
-    Regenerate(Vec<Vec<u8>>),
-    Disable,
-}
-
+/// A failed check that counts against the lockout.
+#[derive(Debug, Clone, Copy)]
 enum Failure {
     WrongCode,
     Replayed,
@@ -210,6 +209,28 @@ fn decide_step(
         None
     };
     Ok((step, reseal))
+}
+
+/// A [`decide_step`] result as the store's verdict: a step to consume becomes `change(step,
+/// reseal)`, a refusal an answer or a counted failure.
+fn step_verdict(
+    decided: Result<(i64, Option<Reseal>), Refusal>,
+    change: impl FnOnce(i64, Option<Reseal>) -> Change,
+) -> Verdict<DomainError, Failure> {
+    match decided {
+        Ok((step, reseal)) => Verdict::Accept(change(step, reseal)),
+        Err(Refusal::Answer(e)) => Verdict::Refuse(e),
+        Err(Refusal::Count(failure)) => Verdict::Fail(failure),
+    }
+}
+
+/// The answer for a credential that is not enabled, or enabled but locked; `None` when a code
+/// may be checked.
+fn unavailable(cred: Option<&credential::Model>, now: i64) -> Option<DomainError> {
+    match cred {
+        Some(c) if c.enabled => locked(c, now),
+        _ => Some(DomainError::TotpNotEnabled),
+    }
 }
 
 /// The time step within `skew` steps of `now` whose code is `code`.
@@ -262,7 +283,7 @@ fn params_of(c: &credential::Model) -> Result<TotpParams, DomainError> {
 }
 
 fn retry_after(locked_until: i64, now: i64) -> u64 {
-    u64::try_from((locked_until - now + 999) / 1000).unwrap_or(0).max(1)
+    u64::try_from(locked_until.saturating_sub(now).saturating_add(999) / 1000).unwrap_or(0).max(1)
 }
 
 fn locked(c: &credential::Model, now: i64) -> Option<DomainError> {
@@ -313,14 +334,26 @@ impl TwoFactor {
     }
 
     /// Begin enrolment: a fresh 160-bit secret stored as the user's pending secret (replacing any
-    /// earlier pending one). Fails with `TotpAlreadyEnabled` while two-factor is enabled.
-    pub async fn begin_enrolment(&self, viewer: &Viewer, correlation_id: &str) -> Result<Enrolment, DomainError> {
+    /// earlier pending one), its otpauth URI and, `with_qr`, its QR code. Everything the caller
+    /// is shown is built before the secret is stored, so a stored secret is always returned.
+    /// Fails with `TotpAlreadyEnabled` while two-factor is enabled.
+    pub async fn begin_enrolment(
+        &self,
+        viewer: &Viewer,
+        with_qr: bool,
+        correlation_id: &str,
+    ) -> Result<Enrolment, DomainError> {
         let now = self.now_ms();
         let params = self.settings.params;
         let secret = Secret::generate().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
+        let otpauth_uri = totp::otpauth_uri(&self.settings.issuer, &viewer.account_name, &secret, params);
+        let qr_code = match with_qr {
+            true => Some(totp::qr_data_uri(&otpauth_uri).map_err(|e| DomainError::Internal(e.to_string()))?),
+            false => None,
+        };
         let (sealed, key_id) = self.keys.seal(&viewer.user_id, secret.as_bytes())?;
-        let ttl_ms = i64::try_from(self.settings.pending_ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        let expires_at = now + ttl_ms;
+        let ttl_ms = i64::try_from(self.settings.pending_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at = now.saturating_add(ttl_ms);
         let stored = self
             .store
             .upsert_pending(NewPending {
@@ -338,48 +371,53 @@ impl TwoFactor {
             return Err(DomainError::TotpAlreadyEnabled);
         }
         self.audit(&viewer.user_id, EventKind::SetupStarted, now, correlation_id).await;
-        Ok(Enrolment {
-            otpauth_uri: totp::otpauth_uri(&self.settings.issuer, &viewer.account_name, &secret, params),
-            secret: secret.to_base32(),
-            expires_at,
-        })
+        Ok(Enrolment { otpauth_uri, qr_code, secret: secret.to_base32(), expires_at })
     }
 
     /// Enable: the code must match the pending secret. Returns the new recovery codes (once).
     pub async fn enable(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Enabled, DomainError> {
         let user = viewer.user_id.as_str();
         let now = self.now_ms();
-        let cred = match self.store.credential(user).await? {
-            Some(c) if c.enabled => return Err(DomainError::TotpAlreadyEnabled),
-            Some(c) if pending_is_live(&c, now) => c,
-            _ => return Err(DomainError::NoPendingSetup),
-        };
-        if let Some(e) = locked(&cred, now) {
-            return Err(e);
-        }
-        let params = params_of(&cred)?;
-        let secret = Secret::from_bytes(self.keys.open(user, &cred.key_id, &cred.secret)?);
-        let Some(step) = match_step(&secret, params, code, now, self.settings.skew) else {
-            return Err(self.fail(user, now, Failure::WrongCode, correlation_id).await);
-        };
-        let (codes, hashes) = self.new_recovery_codes(user)?;
-        if self.store.enable(user, &cred.secret, step, now, hashes).await? {
-            self.audit(user, EventKind::Enabled, now, correlation_id).await;
-            return Ok(Enabled { recovery_codes: codes, enabled_at: now });
-        }
-        // Lost a race: decide from the current row.
-        match self.store.credential(user).await? {
-            Some(c) if c.enabled => Err(DomainError::TotpAlreadyEnabled),
-            Some(c) if locked(&c, now).is_some() => Err(locked(&c, now).unwrap_or(DomainError::NoPendingSetup)),
-            Some(c) if pending_is_live(&c, now) => Err(self.fail(user, now, Failure::WrongCode, correlation_id).await),
-            _ => Err(DomainError::NoPendingSetup),
-        }
+        let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
+        let (keys, skew, user_id, code) = (self.keys.clone(), self.settings.skew, user.to_owned(), code.to_owned());
+        self.check(user, now, correlation_id, move |cred| {
+            let cred = match cred {
+                Some(c) if c.enabled => return Verdict::Refuse(DomainError::TotpAlreadyEnabled),
+                Some(c) if pending_is_live(c, now) => c,
+                _ => return Verdict::Refuse(DomainError::NoPendingSetup),
+            };
+            if let Some(e) = locked(cred, now) {
+                return Verdict::Refuse(e);
+            }
+            let secret = match params_of(cred).and_then(|params| {
+                let raw = keys.open(&user_id, &cred.key_id, &cred.secret)?;
+                Ok((Secret::from_bytes(raw), params))
+            }) {
+                Ok(s) => s,
+                Err(e) => return Verdict::Refuse(e),
+            };
+            match match_step(&secret.0, secret.1, &code, now, skew) {
+                Some(step) => Verdict::Accept(Change::Enable { step, code_hashes, key_id }),
+                None => Verdict::Fail(Failure::WrongCode),
+            }
+        })
+        .await?;
+        self.audit(user, EventKind::Enabled, now, correlation_id).await;
+        Ok(Enabled { recovery_codes: codes, enabled_at: now })
     }
 
     /// Verify a TOTP code at login. Each time step is accepted once.
     pub async fn verify(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Verified, DomainError> {
-        let now = self.check_totp(&viewer.user_id, code, correlation_id, StepUse::Verify).await?;
-        self.audit(&viewer.user_id, EventKind::Verified, now, correlation_id).await;
+        let user = viewer.user_id.as_str();
+        let now = self.now_ms();
+        let (keys, skew, user_id, code) = (self.keys.clone(), self.settings.skew, user.to_owned(), code.to_owned());
+        self.check(user, now, correlation_id, move |cred| {
+            step_verdict(decide_step(&keys, skew, &user_id, cred, &code, now, true), |step, reseal| {
+                Change::ConsumeStep { step, reseal }
+            })
+        })
+        .await?;
+        self.audit(user, EventKind::Verified, now, correlation_id).await;
         Ok(Verified { at: now, method: VerificationMethod::Totp })
     }
 
@@ -390,7 +428,15 @@ impl TwoFactor {
         code: &str,
         correlation_id: &str,
     ) -> Result<Verified, DomainError> {
-        let now = self.consume_recovery_code(&viewer.user_id, code, correlation_id, false).await?;
+        let user = viewer.user_id.as_str();
+        let now = self.now_ms();
+        let hashes = self.recovery_hashes(user, code);
+        self.check(user, now, correlation_id, move |cred| match unavailable(cred, now) {
+            Some(e) => Verdict::Refuse(e),
+            None => recovery_verdict(hashes, false),
+        })
+        .await?;
+        self.audit(user, EventKind::RecoveryCodeUsed, now, correlation_id).await;
         Ok(Verified { at: now, method: VerificationMethod::RecoveryCode })
     }
 
@@ -406,25 +452,40 @@ impl TwoFactor {
         code: &str,
         correlation_id: &str,
     ) -> Result<Vec<String>, DomainError> {
-        let (codes, hashes) = self.new_recovery_codes(&viewer.user_id)?;
-        let now = self.check_totp(&viewer.user_id, code, correlation_id, StepUse::Regenerate(hashes)).await?;
-        self.audit(&viewer.user_id, EventKind::RecoveryCodesRegenerated, now, correlation_id).await;
+        let user = viewer.user_id.as_str();
+        let now = self.now_ms();
+        let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
+        let (keys, skew, user_id, code) = (self.keys.clone(), self.settings.skew, user.to_owned(), code.to_owned());
+        self.check(user, now, correlation_id, move |cred| {
+            step_verdict(decide_step(&keys, skew, &user_id, cred, &code, now, false), |step, _| Change::Regenerate {
+                step,
+                code_hashes,
+                key_id,
+            })
+        })
+        .await?;
+        self.audit(user, EventKind::RecoveryCodesRegenerated, now, correlation_id).await;
         Ok(codes)
     }
 
-    /// Disable two-factor with a current TOTP code or an unused recovery code. Returns when it
+    /// Disable two-factor with a current TOTP code or an unused recovery code (told apart by
+    /// shape: a recovery code has 10 characters, a TOTP code 6 or 8 digits). Returns when it
     /// happened.
     pub async fn disable(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<i64, DomainError> {
         let user = viewer.user_id.as_str();
-        let digits = match self.store.credential(user).await? {
-            Some(c) if c.enabled => params_of(&c)?.digits,
-            _ => return Err(DomainError::TotpNotEnabled),
-        };
-        let now = if totp::normalize_totp_code(code, digits).is_some() {
-            self.check_totp(user, code, correlation_id, StepUse::Disable).await?
-        } else {
-            self.consume_recovery_code(user, code, correlation_id, true).await?
-        };
+        let now = self.now_ms();
+        let hashes = self.recovery_hashes(user, code);
+        let with_recovery_code = !hashes.is_empty();
+        let (keys, skew, user_id, code) = (self.keys.clone(), self.settings.skew, user.to_owned(), code.to_owned());
+        self.check(user, now, correlation_id, move |cred| match unavailable(cred, now) {
+            Some(e) => Verdict::Refuse(e),
+            None if with_recovery_code => recovery_verdict(hashes, true),
+            None => step_verdict(decide_step(&keys, skew, &user_id, cred, &code, now, false), |_, _| Change::Disable),
+        })
+        .await?;
+        if with_recovery_code {
+            self.audit(user, EventKind::RecoveryCodeUsed, now, correlation_id).await;
+        }
         self.audit(user, EventKind::Disabled, now, correlation_id).await;
         Ok(now)
     }
@@ -463,32 +524,53 @@ impl TwoFactor {
             .collect())
     }
 
-    fn new_recovery_codes(&self, user_id: &str) -> Result<(Vec<String>, Vec<Vec<u8>>), DomainError> {
+    /// Ten fresh recovery codes with their hashes under the current key.
+    fn new_recovery_codes(&self, user_id: &str) -> Result<NewCodes, DomainError> {
         let codes = totp::generate_recovery_codes().map_err(|_| DomainError::Internal("CSPRNG failure".into()))?;
         let hashes = codes
             .iter()
             .filter_map(|c| totp::normalize_recovery_code(c))
             .map(|c| self.keys.recovery_hash(user_id, &c))
             .collect();
-        Ok((codes, hashes))
+        Ok(NewCodes { codes, hashes, key_id: self.keys.current_key_id().to_owned() })
     }
 
-    /// Counts a failed check and turns it into the error the caller sees.
-    async fn fail(&self, user_id: &str, now: i64, failure: Failure, correlation_id: &str) -> DomainError {
-        let max = i32::try_from(self.settings.max_failed_attempts).unwrap_or(i32::MAX);
-        let lockout_ms = i64::try_from(self.settings.lockout.as_millis()).unwrap_or(i64::MAX / 4);
-        let outcome = match self.store.record_failure(user_id, now, max, lockout_ms).await {
-            Ok(o) => o,
-            Err(e) => return e.into(),
+    /// The hashes `code` may be stored under (one per configured key); none when it is not
+    /// shaped like a recovery code.
+    fn recovery_hashes(&self, user_id: &str, code: &str) -> Vec<Vec<u8>> {
+        totp::normalize_recovery_code(code).map(|c| self.keys.recovery_hash_candidates(user_id, &c)).unwrap_or_default()
+    }
+
+    fn limits(&self) -> AttemptLimits {
+        AttemptLimits {
+            max_attempts: i32::try_from(self.settings.max_failed_attempts).unwrap_or(i32::MAX),
+            lockout_ms: i64::try_from(self.settings.lockout.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Runs one code check through [`Store::check_code`] (judged and counted in one atomic
+    /// unit) and turns a counted failure into its audit events and the caller's error.
+    async fn check(
+        &self,
+        user_id: &str,
+        now: i64,
+        correlation_id: &str,
+        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<DomainError, Failure> + Send + 'static,
+    ) -> Result<(), DomainError> {
+        let limits = self.limits();
+        let (failure, outcome) = match self.store.check_code(user_id, now, limits, decide).await? {
+            Checked::Accepted => return Ok(()),
+            Checked::Refused(answer) => return Err(answer),
+            Checked::Failed(failure, outcome) => (failure, outcome),
         };
         let (kind, make): (EventKind, fn(u32) -> DomainError) = match failure {
             Failure::WrongCode => (EventKind::VerifyFailed, |n| DomainError::InvalidCode { attempts_remaining: n }),
             Failure::Replayed => (EventKind::CodeReplayed, |n| DomainError::CodeAlreadyUsed { attempts_remaining: n }),
         };
-        match outcome {
+        Err(match outcome {
             FailureOutcome::Counted { failed_attempts } => {
                 self.audit(user_id, kind, now, correlation_id).await;
-                make(u32::try_from(max - failed_attempts).unwrap_or(0))
+                make(u32::try_from(limits.max_attempts.saturating_sub(failed_attempts)).unwrap_or(0))
             }
             FailureOutcome::LockedOut { .. } => {
                 self.audit(user_id, kind, now, correlation_id).await;
@@ -496,98 +578,27 @@ impl TwoFactor {
                 tracing::warn!("two-factor lockout after repeated failures");
                 make(0)
             }
-            FailureOutcome::NotCounted => match self.store.credential(user_id).await {
-                Ok(Some(c)) => locked(&c, now).unwrap_or(DomainError::TotpNotEnabled),
-                Ok(None) => DomainError::TotpNotEnabled,
-                Err(e) => e.into(),
+            // The check ran under the row's lock and found it unlocked, so this cannot happen;
+            // answer as a lockout rather than let a guess through.
+            FailureOutcome::NotCounted => DomainError::TooManyAttempts {
+                retry_after_seconds: u64::try_from(limits.lockout_ms / 1000).unwrap_or(1).max(1),
             },
-        }
-    }
-
-    /// The user's enabled credential, or why no code may be checked: `TotpNotEnabled` or
-    /// `TooManyAttempts`. Also decides the answer after a lost compare-and-set.
-    async fn enabled_unlocked(&self, user_id: &str, now: i64) -> Result<credential::Model, DomainError> {
-        match self.store.credential(user_id).await? {
-            Some(c) if c.enabled => match locked(&c, now) {
-                Some(e) => Err(e),
-                None => Ok(c),
-            },
-            _ => Err(DomainError::TotpNotEnabled),
-        }
-    }
-
-    /// Reads the credential and decides which step `code` may consume ([`decide_step`]).
-    async fn matched_step(&self, user_id: &str, code: &str, now: i64) -> Result<Result<i64, Refusal>, DomainError> {
-        let cred = self.store.credential(user_id).await?;
-        Ok(decide_step(&self.keys, self.settings.skew, user_id, cred.as_ref(), code, now, false).map(|(step, _)| step))
-    }
-
-    /// The shared TOTP check of verify, regenerate and disable: state, lockout, code, replay
-    /// ([`decide_step`]), then an atomic compare-and-set that consumes the matched step. Returns
-    /// the time used.
-    async fn check_totp(
-        &self,
-        user_id: &str,
-        code: &str,
-        correlation_id: &str,
-        used_for: StepUse,
-    ) -> Result<i64, DomainError> {
-        let now = self.now_ms();
-        let skew = self.settings.skew;
-        let consumed = match used_for {
-            // The login path: read, check and compare-and-set in one store call (on SQLite one
-            // job of the writer thread).
-            StepUse::Verify => {
-                let (keys, user, code) = (self.keys.clone(), user_id.to_owned(), code.to_owned());
-                self.store
-                    .consume_checked_step(user_id, now, move |cred| {
-                        decide_step(&keys, skew, &user, cred, &code, now, true)
-                    })
-                    .await?
-            }
-            StepUse::Regenerate(hashes) => match self.matched_step(user_id, code, now).await? {
-                Ok(step) => Ok(self.store.regenerate_codes(user_id, step, now, hashes).await?),
-                Err(refusal) => Err(refusal),
-            },
-            StepUse::Disable => match self.matched_step(user_id, code, now).await? {
-                Ok(step) => Ok(self.store.disable_with_step(user_id, step, now).await?),
-                Err(refusal) => Err(refusal),
-            },
-        };
-        match consumed {
-            Ok(true) => Ok(now),
-            // Lost a race: another request consumed this step, locked the credential or
-            // disabled it.
-            Ok(false) => Err(match self.enabled_unlocked(user_id, now).await {
-                Ok(_) => self.fail(user_id, now, Failure::Replayed, correlation_id).await,
-                Err(e) => e,
-            }),
-            Err(Refusal::Answer(e)) => Err(e),
-            Err(Refusal::Count(failure)) => Err(self.fail(user_id, now, failure, correlation_id).await),
-        }
-    }
-
-    /// Consumes a recovery code (optionally disabling two-factor in the same transaction).
-    async fn consume_recovery_code(
-        &self,
-        user_id: &str,
-        code: &str,
-        correlation_id: &str,
-        disable: bool,
-    ) -> Result<i64, DomainError> {
-        let now = self.now_ms();
-        self.enabled_unlocked(user_id, now).await?;
-        let Some(normalized) = totp::normalize_recovery_code(code) else {
-            return Err(self.fail(user_id, now, Failure::WrongCode, correlation_id).await);
-        };
-        let hashes = self.keys.recovery_hash_candidates(user_id, &normalized);
-        if self.store.consume_recovery_code(user_id, hashes, now, disable).await? {
-            self.audit(user_id, EventKind::RecoveryCodeUsed, now, correlation_id).await;
-            return Ok(now);
-        }
-        Err(match self.enabled_unlocked(user_id, now).await {
-            Ok(_) => self.fail(user_id, now, Failure::WrongCode, correlation_id).await,
-            Err(e) => e,
         })
+    }
+}
+
+/// A fresh recovery-code set: the codes shown once, their hashes, and the key that hashed them.
+struct NewCodes {
+    codes: Vec<String>,
+    hashes: Vec<Vec<u8>>,
+    key_id: String,
+}
+
+/// A recovery-code check: consume one of `hashes` (none: counts as a wrong code).
+fn recovery_verdict(hashes: Vec<Vec<u8>>, disable: bool) -> Verdict<DomainError, Failure> {
+    if hashes.is_empty() {
+        Verdict::Fail(Failure::WrongCode)
+    } else {
+        Verdict::RecoveryCode { hashes, disable, failure: Failure::WrongCode }
     }
 }

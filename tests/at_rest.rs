@@ -149,3 +149,182 @@ fn invalid_settings_are_refused_with_a_reason() {
     let s = parse(&[]).unwrap().settings;
     assert!(s.jwt().unwrap().dev_secret.is_some(), "no key: dev mode");
 }
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+fn sqlite_file(app: &TestApp) -> std::path::PathBuf {
+    twofold::store::sqlite_path(&app.db_url).expect("a SQLite URL")
+}
+
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
+}
+
+/// The database files hold ciphertexts and hashes: 0600, also when an older version left 0644.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    if is_postgres() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let url = format!("sqlite://{}", old.display());
+    let _store = twofold::connect_and_migrate(&url, 2).await.unwrap();
+    assert_eq!(mode_of(&old), 0o600);
+
+    let app = TestApp::spawn().await;
+    enable_user(&app, "alice", 0).await;
+    let db = sqlite_file(&app);
+    for file in [db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")] {
+        assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+    }
+}
+
+/// A WAL that grew while a reader held an old snapshot (so no checkpoint could finish) is cut
+/// back to at most 16 MiB once writes stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_shrinks_when_writes_stop() {
+    if is_postgres() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let db = sqlite_file(&app);
+    let wal = with_suffix(&db, "-wal");
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    reader.execute_batch("BEGIN; SELECT COUNT(*) FROM totp_credentials;").unwrap();
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    writer.execute_batch("CREATE TABLE scratch (b BLOB)").unwrap();
+    let blob = vec![7u8; 64 * 1024];
+    for _ in 0..400 {
+        writer.execute("INSERT INTO scratch VALUES (?1)", [&blob]).unwrap();
+    }
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(grown > 20 * 1024 * 1024, "the WAL grew to {grown} bytes");
+    reader.execute_batch("COMMIT").unwrap();
+    drop((reader, writer));
+    // Also the service's own writes go on working meanwhile.
+    enable_user(&app, "bob", 0).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size <= 16 * 1024 * 1024 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the WAL is still {size} bytes");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `twofold admin reseal` (SPEC §10): every secret, pending or enabled, moves to the current key
+/// in one go, after which the old key can be dropped; a secret under a key that is not
+/// configured makes it change nothing.
+#[tokio::test]
+async fn reseal_moves_every_secret_to_the_current_key() {
+    let app = TestApp::spawn().await;
+    let (secret, codes) = enable_user(&app, "enabled-user", 0).await;
+    let setup = app
+        .graphql(Some(&token("pending-user")), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({}))
+        .await;
+    let pending = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
+    let store = app.state.service.store();
+
+    // Without the old key configured: refused, nothing changed.
+    let error = twofold::admin::reseal(store, &Keyring::new(&NEW_KEY, &[])).await.unwrap_err();
+    assert!(matches!(&error, twofold::admin::ResealError::UnknownKeys(k) if k[0].1 == 2), "{error}");
+    let old_id = Keyring::new(&OLD_KEY, &[]).current_key_id().to_owned();
+    let key_ids = |rows: Vec<credential::Model>| rows.into_iter().map(|r| r.key_id).collect::<Vec<_>>();
+    assert_eq!(key_ids(credential::Entity::find().all(store.connection()).await.unwrap()), [old_id.clone(), old_id]);
+
+    let rotated = Keyring::new(&NEW_KEY, &[OLD_KEY]);
+    let report = twofold::admin::reseal(store, &rotated).await.unwrap();
+    assert_eq!(report.resealed, 2);
+    assert_eq!(report.key_id, rotated.current_key_id());
+    assert_eq!(report.users_with_old_recovery_codes, 1, "the enabled user's codes are hashed under the old key");
+    assert_eq!(twofold::admin::reseal(store, &rotated).await.unwrap().resealed, 0, "nothing left to do");
+
+    // The old key retired: both users go on working with the new key alone.
+    let new_only = app.another_instance(Keyring::new(&NEW_KEY, &[]), ServiceSettings::default()).await;
+    let verify = "mutation($code: String!) { verifyTotp(code: $code) { __typename } }";
+    let res =
+        new_only.graphql(Some(&token("enabled-user")), verify, json!({ "code": new_only.code(&secret, 1) })).await;
+    assert_eq!(res["data"]["verifyTotp"]["__typename"], "TotpVerified", "{res}");
+    let enable = "mutation($code: String!) { enableTotp(code: $code) { __typename } }";
+    let res =
+        new_only.graphql(Some(&token("pending-user")), enable, json!({ "code": new_only.code(&pending, 0) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled", "{res}");
+    // As the report said, recovery codes hashed under the retired key no longer match.
+    let use_code = "mutation($code: String!) { useRecoveryCode(code: $code) { __typename } }";
+    let res = new_only.graphql(Some(&token("enabled-user")), use_code, json!({ "code": codes[0] })).await;
+    assert_eq!(res["data"]["useRecoveryCode"]["__typename"], "InvalidCode", "{res}");
+    let report = twofold::admin::reseal(store, &Keyring::new(&NEW_KEY, &[])).await.unwrap();
+    assert_eq!(report.users_with_old_recovery_codes, 1);
+}
+
+/// The command itself: exit 0 with a count, exit 1 (and no change) for an unknown key.
+#[test]
+fn the_reseal_command_reports_and_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let b64 = |k: &[u8; 32]| data_encoding::BASE64.encode(k);
+    let run = |key: &[u8; 32], old: Option<&[u8; 32]>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_twofold"));
+        cmd.args(["admin", "reseal"])
+            .env_clear()
+            .env("TWOFOLD_DATABASE_URL", &url)
+            .env("TWOFOLD_ENCRYPTION_KEY", b64(key))
+            .env("TWOFOLD_LOG", "error");
+        if let Some(old) = old {
+            cmd.env("TWOFOLD_ENCRYPTION_KEYS_OLD", b64(old));
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&OLD_KEY, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("Re-sealed 0 secret(s)"), "{stdout}");
+    // A pending secret under OLD_KEY, written through the library on the same file.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        let store = twofold::connect_and_migrate(&url, 1).await.unwrap();
+        let (secret, key_id) = Keyring::new(&OLD_KEY, &[]).seal("u", &[1; 20]).unwrap();
+        let row = credential::ActiveModel {
+            user_id: Set("u".into()),
+            secret: Set(secret),
+            key_id: Set(key_id),
+            algorithm: Set("SHA1".into()),
+            digits: Set(6),
+            period: Set(30),
+            enabled: Set(false),
+            pending_expires_at: Set(Some(i64::MAX / 2)),
+            enabled_at: Set(None),
+            last_used_step: Set(None),
+            failed_attempts: Set(0),
+            locked_until: Set(None),
+            created_at: Set(0),
+            updated_at: Set(0),
+        };
+        credential::Entity::insert(row).exec_without_returning(store.connection()).await.unwrap();
+    });
+    let (code, _, stderr) = run(&NEW_KEY, None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not configured") && stderr.contains("nothing was changed"), "{stderr}");
+    let (code, stdout, stderr) = run(&NEW_KEY, Some(&OLD_KEY));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("Re-sealed 1 secret(s)"), "{stdout}");
+}

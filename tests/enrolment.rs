@@ -209,3 +209,27 @@ async fn the_account_name_comes_from_email_then_username_then_sub() {
         assert!(uri.starts_with(&format!("otpauth://totp/Twofold:{account}?secret=")), "{uri}");
     }
 }
+
+/// A 3,000-character e-mail claim: setup works in both dialects, the label's account part is
+/// shortened to 128 bytes at a character boundary, and the QR code still decodes to the URI.
+#[tokio::test]
+async fn any_account_name_enrols() {
+    let app = TestApp::spawn().await;
+    let email = format!("{}é@example.com", "a".repeat(127));
+    let t =
+        sign(json!({ "sub": "longname", "email": format!("{email}{}", "x".repeat(3000)), "exp": unix_now() + 600 }));
+    let res = app.graphql(Some(&t), SETUP, json!({})).await;
+    let setup = &res["data"]["setupTotp"];
+    assert_eq!(setup["__typename"], "TotpSetup", "{res}");
+    let uri = setup["otpauthUri"].as_str().unwrap();
+    // 127 'a' fill 127 bytes; 'é' (2 bytes) would make 129: the account stops before it.
+    assert!(uri.starts_with(&format!("otpauth://totp/Twofold:{}?secret=", "a".repeat(127))), "{uri}");
+    assert_qr_matches(setup["qrCode"].as_str().unwrap(), uri);
+    let (status, body) = app.json(Method::POST, "/api/v1/me/mfa/totp/setup", Some(&t), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_qr_matches(body["qrCode"].as_str().unwrap(), body["otpauthUri"].as_str().unwrap());
+    // The secret returned last is the pending one: it enables.
+    let secret = body["secret"].as_str().unwrap();
+    let res = app.graphql(Some(&t), ENABLE, json!({ "code": app.code(secret, 0) })).await;
+    assert_eq!(res["data"]["enableTotp"]["__typename"], "TotpEnabled", "{res}");
+}

@@ -55,8 +55,8 @@ async fn too_deep_and_too_complex_queries_are_refused_with_an_error() {
     assert!(res["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{res}");
     assert_eq!(res["data"], Value::Null);
 
-    let wide: String = (0..600).map(|i| format!("a{i}: twoFactor {{ enabled }} ")).collect();
-    let res = app.graphql(None, &format!("{{ {wide} }}"), json!({})).await;
+    let wide: String = (0..1100).map(|i| format!("a{i}: enabled ")).collect();
+    let res = app.graphql(None, &format!("{{ twoFactor {{ {wide} }} }}"), json!({})).await;
     assert!(res["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{res}");
     assert_eq!(res["data"], Value::Null);
 }
@@ -231,4 +231,81 @@ async fn metrics_count_requests_and_domain_events() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+/// The caller's pending-setup expiry and event count: what a refused request must not change.
+async fn state_of(app: &TestApp, t: &str) -> Value {
+    let res =
+        app.graphql(Some(t), "{ twoFactor { pendingSetupExpiresAt events(first: 100) { kind } } }", json!({})).await;
+    res["data"]["twoFactor"].clone()
+}
+
+#[tokio::test]
+async fn only_post_runs_a_mutation_head_included() {
+    let app = TestApp::spawn().await;
+    let t = token("hal");
+    let before = state_of(&app, &t).await;
+    let path = "/graphql?query=mutation%20%7B%20setupTotp%20%7B%20__typename%20%7D%20%7D";
+    for method in [Method::HEAD, Method::GET] {
+        let (status, _, _) = app.send(method.clone(), path, Some(&t), None, &[]).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+    // A mutation inside a named-operation document picked by `operationName`, too.
+    let path = "/graphql?query=query%20Q%7B__typename%7D%20mutation%20M%7BsetupTotp%7B__typename%7D%7D&operationName=M";
+    let (status, _, _) = app.send(Method::HEAD, path, Some(&t), None, &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(state_of(&app, &t).await, before);
+}
+
+fn aliased(field: &str, n: usize) -> String {
+    (0..n).map(|i| format!("a{i}: {field} ")).collect()
+}
+
+#[tokio::test]
+async fn a_request_cannot_multiply_mutations() {
+    let app = TestApp::spawn().await;
+    let t = token("max");
+    let before = state_of(&app, &t).await;
+    let prepare = "prepareTwoFactor { __typename }";
+    // Eleven aliased mutation fields: refused whole, nothing runs.
+    let res = app.graphql(Some(&t), &format!("mutation {{ {} }}", aliased(prepare, 11)), json!({})).await;
+    assert_eq!(res["errors"][0]["extensions"]["code"], "TOO_MANY_ROOT_FIELDS", "{res}");
+    assert!(res.get("data").is_none_or(Value::is_null), "{res}");
+    // Fields through a fragment spread count too.
+    let fragment = format!("mutation {{ ...F }} fragment F on Mutation {{ {} }}", aliased(prepare, 11));
+    let res = app.graphql(Some(&t), &fragment, json!({})).await;
+    assert_eq!(res["errors"][0]["extensions"]["code"], "TOO_MANY_ROOT_FIELDS", "{res}");
+    // Across a batch: 6 + 5 mutation fields.
+    let batch = json!([
+        { "query": format!("mutation {{ {} }}", aliased(prepare, 6)) },
+        { "query": format!("mutation {{ {} }}", aliased(prepare, 5)) },
+    ]);
+    let (status, res) = app.json(Method::POST, "/graphql", Some(&t), Some(&batch.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(res["errors"][0]["extensions"]["code"], "TOO_MANY_ROOT_FIELDS", "{res}");
+    assert_eq!(state_of(&app, &t).await, before);
+    // Ten run (and write one event each).
+    let res = app.graphql(Some(&t), &format!("mutation {{ {} }}", aliased(prepare, 10)), json!({})).await;
+    assert!(res.get("errors").is_none(), "{res}");
+    assert_eq!(state_of(&app, &t).await["events"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn a_request_cannot_multiply_reads() {
+    let app = TestApp::spawn().await;
+    let t = token("rea");
+    let res = app.graphql(Some(&t), &format!("{{ {} }}", aliased("twoFactor { enabled }", 21)), json!({})).await;
+    assert_eq!(res["errors"][0]["extensions"]["code"], "TOO_MANY_ROOT_FIELDS", "{res}");
+    let batch = json!([
+        { "query": format!("{{ {} }}", aliased("twoFactor { enabled }", 15)) },
+        { "query": format!("{{ {} }}", aliased("twoFactor { enabled }", 6)) },
+    ]);
+    let (_, res) = app.json(Method::POST, "/graphql", Some(&t), Some(&batch.to_string())).await;
+    assert_eq!(res["errors"][0]["extensions"]["code"], "TOO_MANY_ROOT_FIELDS", "{res}");
+    // Twenty run; introspection fields do not count.
+    let query =
+        format!("{{ {} __typename __schema {{ queryType {{ name }} }} }}", aliased("twoFactor { enabled }", 20));
+    let res = app.graphql(Some(&t), &query, json!({})).await;
+    assert!(res.get("errors").is_none(), "{res}");
+    assert_eq!(res["data"]["a19"]["enabled"], false);
 }

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_two_factor_tables;
 mod m20261129_000001_credentials_fillfactor;
+mod m20261201_000001_recovery_code_key_id;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_two_factor_tables::Migration),
             Box::new(m20261129_000001_credentials_fillfactor::Migration),
+            Box::new(m20261201_000001_recovery_code_key_id::Migration),
         ]
     }
 }

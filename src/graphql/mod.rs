@@ -9,7 +9,6 @@ use async_graphql::{Context, EmptySubscription, ErrorExtensions, Object, SDLExpo
 
 use crate::auth::{AuthError, Viewer};
 use crate::service::{DomainError, TwoFactor};
-use crate::totp;
 pub use types::*;
 
 /// Query depth limit (the standard introspection queries fit).
@@ -94,7 +93,7 @@ impl Mutation {
     /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
     async fn prepare_two_factor(&self, ctx: &Context<'_>) -> async_graphql::Result<PrepareTwoFactorResult> {
         let (data, viewer) = caller(ctx)?;
-        match data.service.begin_enrolment(viewer, &data.correlation_id).await {
+        match data.service.begin_enrolment(viewer, false, &data.correlation_id).await {
             Ok(e) => Ok(PrepareTwoFactorResult::TwoFactorSecret(TwoFactorSecret {
                 secret: e.secret,
                 expires_at: DateTime(e.expires_at),
@@ -107,17 +106,13 @@ impl Mutation {
     /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
     async fn setup_totp(&self, ctx: &Context<'_>) -> async_graphql::Result<SetupTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data.service.begin_enrolment(viewer, &data.correlation_id).await {
-            Ok(e) => {
-                let qr_code = totp::qr_data_uri(&e.otpauth_uri)
-                    .map_err(|err| internal_error(&data.correlation_id, &DomainError::Internal(err.to_string())))?;
-                Ok(SetupTotpResult::TotpSetup(TotpSetup {
-                    secret: e.secret,
-                    qr_code,
-                    otpauth_uri: e.otpauth_uri,
-                    expires_at: DateTime(e.expires_at),
-                }))
-            }
+        match data.service.begin_enrolment(viewer, true, &data.correlation_id).await {
+            Ok(e) => Ok(SetupTotpResult::TotpSetup(TotpSetup {
+                secret: e.secret,
+                qr_code: e.qr_code.unwrap_or_default(),
+                otpauth_uri: e.otpauth_uri,
+                expires_at: DateTime(e.expires_at),
+            })),
             Err(e) => SetupTotpResult::from_error(e, &data.correlation_id),
         }
     }

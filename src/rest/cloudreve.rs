@@ -150,7 +150,7 @@ pub(crate) async fn prepare(
         Ok(v) => v,
         Err(e) => return auth_failure(e).respond(&state, &cid),
     };
-    match state.service.begin_enrolment(&viewer, &cid.0).await {
+    match state.service.begin_enrolment(&viewer, false, &cid.0).await {
         Ok(enrolment) => success(Some(Value::String(enrolment.secret))),
         Err(e) => domain_failure(e).respond(&state, &cid),
     }

@@ -21,13 +21,17 @@ pub enum JsonBodyError {
     Malformed,
 }
 
-/// Reads a body (≤ 64 KiB) and parses it as JSON, whatever the `Content-Type` says: legacy
+/// Reads a body (≤ 64 KiB, nested at most 64 levels) and parses it as JSON, whatever the `Content-Type` says: legacy
 /// clients are not always careful with headers, and a wrong one must not cause a 415.
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, JsonBodyError> {
     let bytes = read_body(headers, body).await.map_err(|e| match e {
         BodyError::TooLarge => JsonBodyError::TooLarge,
         BodyError::Unreadable => JsonBodyError::Malformed,
     })?;
+    // serde_json's own recursion limit (128) stays on; this stricter bound runs first.
+    if crate::nesting::json_too_deep(&bytes, crate::nesting::MAX_NESTING) {
+        return Err(JsonBodyError::Malformed);
+    }
     serde_json::from_slice(&bytes).map_err(|_| JsonBodyError::Malformed)
 }
 

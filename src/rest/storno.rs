@@ -15,7 +15,6 @@ use super::{JsonBodyError, read_json};
 use crate::auth::{AuthError, Viewer};
 use crate::http::{AppState, CorrelationId};
 use crate::service::DomainError;
-use crate::totp;
 
 pub const INVALID_JSON: &str = "Invalid JSON body.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";
@@ -251,11 +250,8 @@ pub(crate) async fn setup(
         Ok(v) => v,
         Err(r) => return r,
     };
-    match state.service.begin_enrolment(&viewer, &cid.0).await {
-        Ok(e) => match totp::qr_data_uri(&e.otpauth_uri) {
-            Ok(qr) => Json(json!({ "secret": e.secret, "qrCode": qr, "otpauthUri": e.otpauth_uri })).into_response(),
-            Err(err) => domain_error(Route::Setup, DomainError::Internal(err.to_string())),
-        },
+    match state.service.begin_enrolment(&viewer, true, &cid.0).await {
+        Ok(e) => Json(json!({ "secret": e.secret, "qrCode": e.qr_code, "otpauthUri": e.otpauth_uri })).into_response(),
         Err(e) => domain_error(Route::Setup, e),
     }
 }

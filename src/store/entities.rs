@@ -44,6 +44,9 @@ pub mod recovery_code {
         pub id: i64,
         pub user_id: String,
         pub code_hash: Vec<u8>,
+        /// The encryption key whose HMAC key hashed the code (NULL: written before this was
+        /// recorded).
+        pub key_id: Option<String>,
         pub created_at: i64,
     }
 

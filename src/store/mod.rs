@@ -74,6 +74,34 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(file))
 }
 
+/// Creates the SQLite database file with mode 0600 (it holds ciphertexts and hashes) before
+/// SQLite opens it, and narrows an existing one and its `-wal` and `-shm` files to 0600 (files of
+/// older versions were 0644). SQLite creates `-wal` and `-shm` with the mode of the database
+/// file, so they follow.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(())
+}
+
+/// Rows [`Store::reseal_secrets`] reads at a time.
+pub const RESEAL_PAGE: u64 = 1_000;
+
 /// A new pending enrolment.
 #[derive(Debug, Clone)]
 pub struct NewPending {
@@ -105,6 +133,51 @@ pub enum FailureOutcome {
     LockedOut { locked_until: i64 },
     /// The credential was already locked (or is gone): nothing was counted.
     NotCounted,
+}
+
+/// How many failed checks a credential takes before it locks, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    pub max_attempts: i32,
+    pub lockout_ms: i64,
+}
+
+/// What a code check decided from the credential it read ([`Store::check_code`]).
+#[derive(Debug)]
+pub enum Verdict<R, F> {
+    /// The code is right: apply this change and reset the failure counter.
+    Accept(Change),
+    /// Consume one unused recovery code whose hash is among `hashes` (one per key that may have
+    /// produced it); with `disable`, delete the credential and its codes too. When no such code
+    /// exists, it counts as the failure `failure`.
+    RecoveryCode { hashes: Vec<Vec<u8>>, disable: bool, failure: F },
+    /// The code is wrong (or replayed): count one failure.
+    Fail(F),
+    /// No code is checked (not enabled, locked, …): nothing is written.
+    Refuse(R),
+}
+
+/// The change a successful code check makes.
+#[derive(Debug)]
+pub enum Change {
+    /// Records `step` as the last used one (verify); optionally stores the secret re-sealed
+    /// under the current key.
+    ConsumeStep { step: i64, reseal: Option<Reseal> },
+    /// Records `step` and replaces the whole recovery-code set.
+    Regenerate { step: i64, code_hashes: Vec<Vec<u8>>, key_id: String },
+    /// Deletes the credential and its recovery codes.
+    Disable,
+    /// Turns the pending secret into the enabled credential, records `step` and stores a new
+    /// recovery-code set.
+    Enable { step: i64, code_hashes: Vec<Vec<u8>>, key_id: String },
+}
+
+/// The outcome of [`Store::check_code`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked<R, F> {
+    Accepted,
+    Failed(F, FailureOutcome),
+    Refused(R),
 }
 
 /// A pending secret replaced by a newer key (rotation): the new ciphertext and its key id.
@@ -153,7 +226,10 @@ impl Store {
         if is_sqlite_url(url) {
             let path = sqlite_path(url)
                 .ok_or_else(|| DbErr::Custom("in-memory SQLite is not supported: name a database file".into()))?;
-            // Opened first: it creates the file and switches it to WAL.
+            create_private(&path).map_err(|e| {
+                DbErr::Custom(format!("cannot create the database file {} with mode 0600: {e}", path.display()))
+            })?;
+            // Opened first: it switches the file to WAL.
             let db = connect(url, &PoolSettings { max_connections: 1 }).await?;
             let engine = Engine::Sqlite(Arc::new(SqliteStore::open(path)?));
             Ok(Store { db, engine })
@@ -187,85 +263,111 @@ impl Store {
         dispatch!(self.upsert_pending(p))
     }
 
-    /// Counts one failed check atomically; the failure that reaches `max_attempts` locks the
-    /// credential until `now + lockout_ms` and restarts the counter. A locked credential is not
-    /// counted again, so concurrent failures can never slip past the limit.
-    pub async fn record_failure(
+    /// Runs one code check as a single atomic unit per user: reads the credential, lets
+    /// `decide` judge the code against it, and in the same unit applies what it decided: the
+    /// success's change (which resets the failure counter) or one counted failure (the failure
+    /// that reaches `limits.max_attempts` locks the credential until `now + limits.lockout_ms`).
+    ///
+    /// Because the count of earlier failures that `decide` sees is the one on record, and the
+    /// unit ends only after its own outcome is written, no code is ever judged against a stale
+    /// count: concurrent guesses, guesses from other instances and the operations of one batched
+    /// request are counted one after another (SPEC §10, "guesses are counted before they are
+    /// judged"). On SQLite the unit is one job of the writer thread (which runs jobs one at a
+    /// time, inside `BEGIN IMMEDIATE`, so also other processes wait); on PostgreSQL it is one
+    /// transaction that reads the row with `SELECT … FOR UPDATE`, so any other check on the same
+    /// user, from any instance, waits for it. `decide` must be quick and do no I/O (on SQLite
+    /// it runs on the writer thread).
+    pub async fn check_code<R: Send + 'static, F: Send + 'static>(
         &self,
         user_id: &str,
         now: i64,
-        max_attempts: i32,
-        lockout_ms: i64,
-    ) -> Result<FailureOutcome, DbErr> {
-        dispatch!(self.record_failure(user_id, now, max_attempts, lockout_ms))
+        limits: AttemptLimits,
+        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<R, F> + Send + 'static,
+    ) -> Result<Checked<R, F>, DbErr> {
+        dispatch!(self.check_code(user_id, now, limits, decide))
     }
 
-    /// Reads the user's credential, lets `decide` choose the step to consume (and, optionally, a
-    /// re-encryption of the secret), and records that step as used if it is newer than the last
-    /// used step and the credential is enabled and not locked (compare-and-set; resets the
-    /// failure counter; stores the re-encrypted secret). Returns `Err(refusal)` untouched when
-    /// `decide` refuses (nothing is written), else whether the compare-and-set recorded the step.
-    /// On SQLite all of it is one job of the writer thread, so a login costs one hand-off instead
-    /// of two: `decide` must be quick and do no I/O.
-    pub async fn consume_checked_step<E: Send + 'static>(
+    /// How many stored secrets (pending or enabled) are sealed under each key id.
+    pub async fn secrets_per_key(&self) -> Result<Vec<(String, u64)>, DbErr> {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        use sea_orm::{EntityTrait, QuerySelect};
+        let rows: Vec<(String, i64)> = credential::Entity::find()
+            .select_only()
+            .column(credential::Column::KeyId)
+            .column_as(Expr::col(credential::Column::UserId).count(), "n")
+            .group_by(credential::Column::KeyId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect())
+    }
+
+    /// Re-seals, in one transaction, every stored secret for which `reseal` returns a new
+    /// ciphertext (visited in pages of [`RESEAL_PAGE`] rows, so memory stays flat). Each row is
+    /// replaced only if it still holds the ciphertext `reseal` saw (compare-and-set: a row that a
+    /// login re-sealed or a new enrolment replaced meanwhile is already under the current key).
+    /// The first error of `reseal` rolls everything back. Returns the rows changed.
+    pub async fn reseal_secrets<E>(
         &self,
-        user_id: &str,
-        now: i64,
-        decide: impl FnOnce(Option<&credential::Model>) -> Result<(i64, Option<Reseal>), E> + Send + 'static,
-    ) -> Result<Result<bool, E>, DbErr> {
-        match &self.engine {
-            Engine::Orm(s) => match decide(s.credential(user_id).await?.as_ref()) {
-                Ok((step, reseal)) => s.consume_step(user_id, step, now, reseal).await.map(Ok),
-                Err(refusal) => Ok(Err(refusal)),
-            },
-            Engine::Sqlite(s) => s.consume_checked_step(user_id, now, decide).await,
+        mut reseal: impl FnMut(&credential::Model) -> Result<Option<Reseal>, E>,
+    ) -> Result<Result<u64, E>, DbErr> {
+        use credential::Column as C;
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+        let txn = self.db.begin().await?;
+        // A write first: on SQLite it takes the write lock now (waiting for it up to the busy
+        // timeout) instead of failing later when a read transaction tries to become a write one.
+        credential::Entity::update_many()
+            .col_expr(C::UpdatedAt, Expr::col(C::UpdatedAt))
+            .filter(C::UserId.eq(""))
+            .exec(&txn)
+            .await?;
+        let (mut after, mut changed) = (String::new(), 0_u64);
+        loop {
+            let page = credential::Entity::find()
+                .filter(C::UserId.gt(after.as_str()))
+                .order_by_asc(C::UserId)
+                .limit(RESEAL_PAGE)
+                .all(&txn)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.user_id.clone();
+            for row in &page {
+                let new = match reseal(row) {
+                    Ok(Some(new)) => new,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        txn.rollback().await?;
+                        return Ok(Err(e));
+                    }
+                };
+                let updated = credential::Entity::update_many()
+                    .col_expr(C::Secret, Expr::val(new.secret))
+                    .col_expr(C::KeyId, Expr::val(new.key_id))
+                    .filter(C::UserId.eq(row.user_id.as_str()))
+                    .filter(C::Secret.eq(row.secret.clone()))
+                    .exec(&txn)
+                    .await?;
+                changed += updated.rows_affected;
+            }
         }
+        txn.commit().await?;
+        Ok(Ok(changed))
     }
 
-    /// Turns the pending secret `expected_secret` into the enabled credential, records `step` as
-    /// used and stores a new recovery-code set, in one transaction. Returns `false` when the
-    /// pending secret changed, expired, was enabled meanwhile, or the credential got locked.
-    pub async fn enable(
-        &self,
-        user_id: &str,
-        expected_secret: &[u8],
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        dispatch!(self.enable(user_id, expected_secret, step, now, code_hashes))
-    }
-
-    /// Consumes `step` (compare-and-set, as [`Store::consume_checked_step`]) and replaces the whole
-    /// recovery-code set, in one transaction.
-    pub async fn regenerate_codes(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        dispatch!(self.regenerate_codes(user_id, step, now, code_hashes))
-    }
-
-    /// Deletes the enabled credential and its recovery codes if `step` is newer than the last
-    /// used step and the credential is not locked.
-    pub async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
-        dispatch!(self.disable_with_step(user_id, step, now))
-    }
-
-    /// Consumes one unused recovery code whose hash is among `hashes` (one hash per key that may
-    /// have produced it) and resets the failure counter; with `disable`, also deletes the
-    /// credential and the rest of the set. All in one transaction; `false` when no such code
-    /// exists or the credential is locked or gone.
-    pub async fn consume_recovery_code(
-        &self,
-        user_id: &str,
-        hashes: Vec<Vec<u8>>,
-        now: i64,
-        disable: bool,
-    ) -> Result<bool, DbErr> {
-        dispatch!(self.consume_recovery_code(user_id, hashes, now, disable))
+    /// Users holding at least one recovery code not hashed under `key_id` (codes written before
+    /// key ids were recorded included).
+    pub async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, DbErr> {
+        use recovery_code::Column as R;
+        use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+        let users = recovery_code::Entity::find()
+            .select_only()
+            .column(R::UserId)
+            .distinct()
+            .filter(Condition::any().add(R::KeyId.is_null()).add(R::KeyId.ne(key_id)))
+            .count(&self.db)
+            .await?;
+        Ok(users)
     }
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {

@@ -8,7 +8,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::{FailureOutcome, NewEvent, NewPending, Reseal, audit_event, credential, recovery_code};
+use super::{
+    AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Verdict, audit_event, credential,
+    recovery_code,
+};
 
 /// The store on one sea-orm connection pool (reads and writes alike).
 #[derive(Debug, Clone)]
@@ -71,171 +74,36 @@ impl OrmStore {
         Ok(affected == 1)
     }
 
-    pub async fn record_failure(
+    pub async fn check_code<R, F>(
         &self,
         user_id: &str,
         now: i64,
-        max_attempts: i32,
-        lockout_ms: i64,
-    ) -> Result<FailureOutcome, DbErr> {
-        use credential::Column as C;
-        let reaches_limit = Expr::col(C::FailedAttempts).add(1).gte(max_attempts);
-        let rows = credential::Entity::update_many()
-            .col_expr(
-                C::FailedAttempts,
-                CaseStatement::new()
-                    .case(reaches_limit.clone(), Expr::val(0))
-                    .finally(Expr::col(C::FailedAttempts).add(1))
-                    .into(),
-            )
-            .col_expr(
-                C::LockedUntil,
-                CaseStatement::new()
-                    .case(reaches_limit, Expr::val(now + lockout_ms))
-                    .finally(Expr::col(C::LockedUntil))
-                    .into(),
-            )
-            .col_expr(C::UpdatedAt, Expr::val(now))
-            .filter(C::UserId.eq(user_id))
-            .filter(not_locked(now))
-            .exec_with_returning(&self.writer)
-            .await?;
-        Ok(match rows.first() {
-            None => FailureOutcome::NotCounted,
-            Some(row) => match row.locked_until {
-                Some(until) if until > now => FailureOutcome::LockedOut { locked_until: until },
-                _ => FailureOutcome::Counted { failed_attempts: row.failed_attempts },
-            },
-        })
-    }
-
-    pub async fn consume_step(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        reseal: Option<Reseal>,
-    ) -> Result<bool, DbErr> {
-        consume_step_on(&self.writer, user_id, step, now, reseal).await
-    }
-
-    pub async fn enable(
-        &self,
-        user_id: &str,
-        expected_secret: &[u8],
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        use credential::Column as C;
+        limits: AttemptLimits,
+        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<R, F>,
+    ) -> Result<Checked<R, F>, DbErr> {
         let txn = self.writer.begin().await?;
-        let updated = credential::Entity::update_many()
-            .col_expr(C::Enabled, Expr::val(true))
-            .col_expr(C::EnabledAt, Expr::val(now))
-            .col_expr(C::PendingExpiresAt, Expr::val(Option::<i64>::None))
-            .col_expr(C::LastUsedStep, Expr::val(step))
-            .col_expr(C::FailedAttempts, Expr::val(0))
-            .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
-            .col_expr(C::UpdatedAt, Expr::val(now))
-            .filter(C::UserId.eq(user_id))
-            .filter(C::Enabled.eq(false))
-            .filter(C::PendingExpiresAt.gt(now))
-            .filter(C::Secret.eq(expected_secret.to_vec()))
-            .filter(not_locked(now))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        replace_codes_on(&txn, user_id, code_hashes, now).await?;
-        txn.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn regenerate_codes(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        let txn = self.writer.begin().await?;
-        if !consume_step_on(&txn, user_id, step, now, None).await? {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        replace_codes_on(&txn, user_id, code_hashes, now).await?;
-        txn.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
-        use credential::Column as C;
-        let txn = self.writer.begin().await?;
-        let deleted = credential::Entity::delete_many()
-            .filter(C::UserId.eq(user_id))
-            .filter(C::Enabled.eq(true))
-            .filter(sea_orm::Condition::any().add(C::LastUsedStep.is_null()).add(C::LastUsedStep.lt(step)))
-            .filter(not_locked(now))
-            .exec(&txn)
-            .await?;
-        if deleted.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(&txn).await?;
-        txn.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn consume_recovery_code(
-        &self,
-        user_id: &str,
-        hashes: Vec<Vec<u8>>,
-        now: i64,
-        disable: bool,
-    ) -> Result<bool, DbErr> {
-        use credential::Column as C;
-        let txn = self.writer.begin().await?;
-        let used = recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::UserId.eq(user_id))
-            .filter(recovery_code::Column::CodeHash.is_in(hashes))
-            .exec(&txn)
-            .await?;
-        if used.rows_affected != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        let credential_rows = if disable {
-            credential::Entity::delete_many()
-                .filter(C::UserId.eq(user_id))
-                .filter(C::Enabled.eq(true))
-                .filter(not_locked(now))
-                .exec(&txn)
-                .await?
-                .rows_affected
-        } else {
-            credential::Entity::update_many()
-                .col_expr(C::FailedAttempts, Expr::val(0))
-                .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
-                .col_expr(C::UpdatedAt, Expr::val(now))
-                .filter(C::UserId.eq(user_id))
-                .filter(C::Enabled.eq(true))
-                .filter(not_locked(now))
-                .exec(&txn)
-                .await?
-                .rows_affected
+        // The row lock serialises every check on this user, from any instance, until commit.
+        let cred = credential::Entity::find_by_id(user_id.to_owned()).lock_exclusive().one(&txn).await?;
+        let outcome = match decide(cred.as_ref()) {
+            Verdict::Refuse(answer) => {
+                txn.rollback().await?;
+                return Ok(Checked::Refused(answer));
+            }
+            Verdict::Fail(failure) => Checked::Failed(failure, record_failure_on(&txn, user_id, now, limits).await?),
+            Verdict::Accept(change) => {
+                apply_on(&txn, user_id, now, change).await?;
+                Checked::Accepted
+            }
+            Verdict::RecoveryCode { hashes, disable, failure } => {
+                if use_recovery_code_on(&txn, user_id, hashes, now, disable).await? {
+                    Checked::Accepted
+                } else {
+                    Checked::Failed(failure, record_failure_on(&txn, user_id, now, limits).await?)
+                }
+            }
         };
-        if credential_rows != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        if disable {
-            recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(&txn).await?;
-        }
         txn.commit().await?;
-        Ok(true)
+        Ok(outcome)
     }
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
@@ -294,6 +162,134 @@ impl OrmStore {
     }
 }
 
+/// Counts one failed check (see `Store::check_code`).
+async fn record_failure_on<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    now: i64,
+    limits: AttemptLimits,
+) -> Result<FailureOutcome, DbErr> {
+    use credential::Column as C;
+    let reaches_limit = Expr::col(C::FailedAttempts).add(1).gte(limits.max_attempts);
+    let rows = credential::Entity::update_many()
+        .col_expr(
+            C::FailedAttempts,
+            CaseStatement::new()
+                .case(reaches_limit.clone(), Expr::val(0))
+                .finally(Expr::col(C::FailedAttempts).add(1))
+                .into(),
+        )
+        .col_expr(
+            C::LockedUntil,
+            CaseStatement::new()
+                .case(reaches_limit, Expr::val(now.saturating_add(limits.lockout_ms)))
+                .finally(Expr::col(C::LockedUntil))
+                .into(),
+        )
+        .col_expr(C::UpdatedAt, Expr::val(now))
+        .filter(C::UserId.eq(user_id))
+        .filter(not_locked(now))
+        .exec_with_returning(conn)
+        .await?;
+    Ok(match rows.first() {
+        None => FailureOutcome::NotCounted,
+        Some(row) => match row.locked_until {
+            Some(until) if until > now => FailureOutcome::LockedOut { locked_until: until },
+            _ => FailureOutcome::Counted { failed_attempts: row.failed_attempts },
+        },
+    })
+}
+
+/// The row a conditional statement of a check expected was not there, although the check holds
+/// the row lock: fail (the transaction rolls back) rather than write half of a change.
+fn changed_underneath() -> DbErr {
+    DbErr::Custom("the credential changed during a code check".into())
+}
+
+/// Applies a successful check's change; each statement keeps its conditions.
+async fn apply_on<C: ConnectionTrait>(conn: &C, user_id: &str, now: i64, change: Change) -> Result<(), DbErr> {
+    use credential::Column as C;
+    let applied = match change {
+        Change::ConsumeStep { step, reseal } => consume_step_on(conn, user_id, step, now, reseal).await?,
+        Change::Regenerate { step, code_hashes, key_id } => {
+            let consumed = consume_step_on(conn, user_id, step, now, None).await?;
+            if consumed {
+                replace_codes_on(conn, user_id, code_hashes, &key_id, now).await?;
+            }
+            consumed
+        }
+        Change::Disable => {
+            let deleted = credential::Entity::delete_many()
+                .filter(C::UserId.eq(user_id))
+                .filter(C::Enabled.eq(true))
+                .filter(not_locked(now))
+                .exec(conn)
+                .await?;
+            recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(conn).await?;
+            deleted.rows_affected == 1
+        }
+        Change::Enable { step, code_hashes, key_id } => {
+            let updated = credential::Entity::update_many()
+                .col_expr(C::Enabled, Expr::val(true))
+                .col_expr(C::EnabledAt, Expr::val(now))
+                .col_expr(C::PendingExpiresAt, Expr::val(Option::<i64>::None))
+                .col_expr(C::LastUsedStep, Expr::val(step))
+                .col_expr(C::FailedAttempts, Expr::val(0))
+                .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
+                .col_expr(C::UpdatedAt, Expr::val(now))
+                .filter(C::UserId.eq(user_id))
+                .filter(C::Enabled.eq(false))
+                .filter(C::PendingExpiresAt.gt(now))
+                .filter(not_locked(now))
+                .exec(conn)
+                .await?;
+            let enabled = updated.rows_affected == 1;
+            if enabled {
+                replace_codes_on(conn, user_id, code_hashes, &key_id, now).await?;
+            }
+            enabled
+        }
+    };
+    if applied { Ok(()) } else { Err(changed_underneath()) }
+}
+
+/// Consumes one recovery code among `hashes` and resets the failure counter (or, with
+/// `disable`, deletes the credential and the rest of the set). `false` when no code matched.
+async fn use_recovery_code_on<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    hashes: Vec<Vec<u8>>,
+    now: i64,
+    disable: bool,
+) -> Result<bool, DbErr> {
+    use credential::Column as C;
+    let used = recovery_code::Entity::delete_many()
+        .filter(recovery_code::Column::UserId.eq(user_id))
+        .filter(recovery_code::Column::CodeHash.is_in(hashes))
+        .exec(conn)
+        .await?;
+    if used.rows_affected != 1 {
+        return Ok(false);
+    }
+    if disable {
+        apply_on(conn, user_id, now, Change::Disable).await?;
+    } else {
+        let reset = credential::Entity::update_many()
+            .col_expr(C::FailedAttempts, Expr::val(0))
+            .col_expr(C::LockedUntil, Expr::val(Option::<i64>::None))
+            .col_expr(C::UpdatedAt, Expr::val(now))
+            .filter(C::UserId.eq(user_id))
+            .filter(C::Enabled.eq(true))
+            .filter(not_locked(now))
+            .exec(conn)
+            .await?;
+        if reset.rows_affected != 1 {
+            return Err(changed_underneath());
+        }
+    }
+    Ok(true)
+}
+
 async fn consume_step_on<C: ConnectionTrait>(
     conn: &C,
     user_id: &str,
@@ -324,12 +320,14 @@ async fn replace_codes_on<C: ConnectionTrait>(
     conn: &C,
     user_id: &str,
     code_hashes: Vec<Vec<u8>>,
+    key_id: &str,
     now: i64,
 ) -> Result<(), DbErr> {
     recovery_code::Entity::delete_many().filter(recovery_code::Column::UserId.eq(user_id)).exec(conn).await?;
     let rows = code_hashes.into_iter().map(|hash| recovery_code::ActiveModel {
         user_id: Set(user_id.to_owned()),
         code_hash: Set(hash),
+        key_id: Set(Some(key_id.to_owned())),
         created_at: Set(now),
         ..Default::default()
     });

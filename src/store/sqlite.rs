@@ -27,12 +27,16 @@ use tokio::sync::{mpsc, oneshot};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use sea_orm::{DbErr, RuntimeErr};
 
-use super::{FailureOutcome, NewEvent, NewPending, Reseal, audit_event, credential};
+use super::{
+    AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Verdict, audit_event, credential,
+};
 
 /// How long a statement waits for another process's write lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the WAL is checkpointed (see [`start_checkpointer`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// The size a WAL file is truncated to once it is reset (SPEC §10: at most 16 MiB when idle).
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 /// Idle reader connections kept (each holds its own page cache).
 const MAX_IDLE_READERS: usize = 4;
 /// Prepared statements cached per connection (Twofold runs about twenty distinct ones).
@@ -76,6 +80,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A WAL that grew under a burst of writes is cut back to this size when it is next reset.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
@@ -201,17 +207,32 @@ impl SqliteStore {
         self.read_on_writer(move |c| credential_on(c, &user_id)).await
     }
 
-    /// Read, `decide` and compare-and-set in one job (see `Store::consume_checked_step`).
-    pub(super) async fn consume_checked_step<E: Send + 'static>(
+    /// One code check as one writer job (see `Store::check_code`).
+    pub(super) async fn check_code<R: Send + 'static, F: Send + 'static>(
         &self,
         user_id: &str,
         now: i64,
-        decide: impl FnOnce(Option<&credential::Model>) -> Result<(i64, Option<Reseal>), E> + Send + 'static,
-    ) -> Result<Result<bool, E>, DbErr> {
+        limits: AttemptLimits,
+        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<R, F> + Send + 'static,
+    ) -> Result<Checked<R, F>, DbErr> {
         let user_id = user_id.to_owned();
-        self.write(move |c| match decide(credential_on(c, &user_id)?.as_ref()) {
-            Ok((step, reseal)) => consume_step_on(c, &user_id, step, now, reseal).map(Ok),
-            Err(refusal) => Ok(Err(refusal)),
+        self.write(move |c| {
+            let user = user_id.as_str();
+            Ok(match decide(credential_on(c, user)?.as_ref()) {
+                Verdict::Refuse(answer) => Checked::Refused(answer),
+                Verdict::Fail(failure) => Checked::Failed(failure, record_failure_on(c, user, now, limits)?),
+                Verdict::Accept(change) => {
+                    apply_on(c, user, now, change)?;
+                    Checked::Accepted
+                }
+                Verdict::RecoveryCode { hashes, disable, failure } => {
+                    if use_recovery_code_on(c, user, &hashes, now, disable)? {
+                        Checked::Accepted
+                    } else {
+                        Checked::Failed(failure, record_failure_on(c, user, now, limits)?)
+                    }
+                }
+            })
         })
         .await
     }
@@ -239,158 +260,6 @@ impl SqliteStore {
                     p.now
                 ])?;
             Ok(changed == 1)
-        })
-        .await
-    }
-
-    pub(super) async fn record_failure(
-        &self,
-        user_id: &str,
-        now: i64,
-        max_attempts: i32,
-        lockout_ms: i64,
-    ) -> Result<FailureOutcome, DbErr> {
-        let user_id = user_id.to_owned();
-        let row = self
-            .write(move |c| {
-                c.prepare_cached(concat!(
-                    "UPDATE totp_credentials SET \
-                 failed_attempts = CASE WHEN failed_attempts + 1 >= :max THEN 0 ELSE failed_attempts + 1 END, \
-                 locked_until = CASE WHEN failed_attempts + 1 >= :max THEN :until ELSE locked_until END, \
-                 updated_at = :now WHERE user_id = :user AND ",
-                    not_locked!(),
-                    " \
-                 RETURNING failed_attempts, locked_until"
-                ))?
-                .query_row(
-                    rusqlite::named_params! {
-                        ":max": max_attempts, ":until": now + lockout_ms, ":now": now, ":user": user_id,
-                    },
-                    |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<i64>>(1)?)),
-                )
-                .optional()
-            })
-            .await?;
-        Ok(match row {
-            None => FailureOutcome::NotCounted,
-            Some((_, Some(until))) if until > now => FailureOutcome::LockedOut { locked_until: until },
-            Some((failed_attempts, _)) => FailureOutcome::Counted { failed_attempts },
-        })
-    }
-
-    pub(super) async fn enable(
-        &self,
-        user_id: &str,
-        expected_secret: &[u8],
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        let (user_id, expected_secret) = (user_id.to_owned(), expected_secret.to_vec());
-        self.write_txn(move |t| {
-            let updated = t
-                .prepare_cached(concat!(
-                    "UPDATE totp_credentials SET enabled = 1, enabled_at = :now, pending_expires_at = NULL, \
-                     last_used_step = :step, failed_attempts = 0, locked_until = NULL, updated_at = :now \
-                     WHERE user_id = :user AND enabled = 0 AND pending_expires_at > :now AND secret = :secret \
-                     AND ",
-                    not_locked!(),
-                    ""
-                ))?
-                .execute(rusqlite::named_params! {
-                    ":now": now, ":step": step, ":user": user_id, ":secret": expected_secret,
-                })?;
-            if updated != 1 {
-                return Ok(false);
-            }
-            replace_codes_on(t, &user_id, &code_hashes, now)?;
-            Ok(true)
-        })
-        .await
-    }
-
-    pub(super) async fn regenerate_codes(
-        &self,
-        user_id: &str,
-        step: i64,
-        now: i64,
-        code_hashes: Vec<Vec<u8>>,
-    ) -> Result<bool, DbErr> {
-        let user_id = user_id.to_owned();
-        self.write_txn(move |t| {
-            if !consume_step_on(t, &user_id, step, now, None)? {
-                return Ok(false);
-            }
-            replace_codes_on(t, &user_id, &code_hashes, now)?;
-            Ok(true)
-        })
-        .await
-    }
-
-    pub(super) async fn disable_with_step(&self, user_id: &str, step: i64, now: i64) -> Result<bool, DbErr> {
-        let user_id = user_id.to_owned();
-        self.write_txn(move |t| {
-            let deleted = t
-                .prepare_cached(concat!(
-                    "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 \
-                     AND (last_used_step IS NULL OR last_used_step < :step) AND ",
-                    not_locked!(),
-                    ""
-                ))?
-                .execute(rusqlite::named_params! { ":user": user_id, ":step": step, ":now": now })?;
-            if deleted != 1 {
-                return Ok(false);
-            }
-            delete_codes_on(t, &user_id)?;
-            Ok(true)
-        })
-        .await
-    }
-
-    pub(super) async fn consume_recovery_code(
-        &self,
-        user_id: &str,
-        hashes: Vec<Vec<u8>>,
-        now: i64,
-        disable: bool,
-    ) -> Result<bool, DbErr> {
-        let user_id = user_id.to_owned();
-        self.write_txn(move |t| {
-            let user_id = user_id.as_str();
-            let mut used = 0;
-            let mut delete = t.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2")?;
-            for hash in &hashes {
-                used += delete.execute(params![user_id, hash])?;
-                if used > 0 {
-                    break;
-                }
-            }
-            if used != 1 {
-                return Ok(false);
-            }
-            let credential_rows = if disable {
-                t.prepare_cached(concat!(
-                    "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 AND ",
-                    not_locked!(),
-                    ""
-                ))?
-                .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?
-            } else {
-                t.prepare_cached(concat!(
-                    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = :now \
-                     WHERE user_id = :user AND enabled = 1 AND ",
-                    not_locked!(),
-                    ""
-                ))?
-                .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?
-            };
-            if credential_rows != 1 {
-                return Ok(false);
-            }
-            if disable {
-                delete_codes_on(t, user_id)?;
-            }
-            Ok(true)
         })
         .await
     }
@@ -606,12 +475,25 @@ fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>], events: &[NewEvent]) 
 
 /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] (`PASSIVE`: it never blocks the writer or
 /// readers, and copies what no reader still needs) on its own connection and thread, until the
-/// returned sender is dropped.
+/// returned sender is dropped. Once writes stop (the WAL did not grow since the last tick and is
+/// fully copied), one `TRUNCATE` checkpoint empties the file, so a WAL that grew under a burst
+/// does not keep its size on disk.
 fn start_checkpointer(conn: Connection) -> std::io::Result<std_mpsc::Sender<()>> {
     let (stop, stopped) = std_mpsc::channel::<()>();
-    let checkpoint = move || {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "SQLite checkpoint failed; will retry");
+    // WAL frames seen at the last tick (-1: not known).
+    let mut last_frames = -1_i64;
+    let mut checkpoint = move || {
+        let passive =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+        match passive {
+            Ok((frames, copied)) if frames > 0 && frames == copied && frames == last_frames => {
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(%error, "SQLite truncating checkpoint failed; will retry");
+                }
+                last_frames = -1;
+            }
+            Ok((frames, _)) => last_frames = frames,
+            Err(error) => tracing::warn!(%error, "SQLite checkpoint failed; will retry"),
         }
     };
     std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || {
@@ -631,6 +513,127 @@ fn credential_on(c: &Connection, user_id: &str) -> rusqlite::Result<Option<crede
     )?
     .query_row([user_id], credential_row)
     .optional()
+}
+
+/// Counts one failed check (see `Store::check_code`).
+fn record_failure_on(
+    c: &Connection,
+    user_id: &str,
+    now: i64,
+    limits: AttemptLimits,
+) -> rusqlite::Result<FailureOutcome> {
+    let row = c
+        .prepare_cached(concat!(
+            "UPDATE totp_credentials SET \
+             failed_attempts = CASE WHEN failed_attempts + 1 >= :max THEN 0 ELSE failed_attempts + 1 END, \
+             locked_until = CASE WHEN failed_attempts + 1 >= :max THEN :until ELSE locked_until END, \
+             updated_at = :now WHERE user_id = :user AND ",
+            not_locked!(),
+            " RETURNING failed_attempts, locked_until"
+        ))?
+        .query_row(
+            rusqlite::named_params! {
+                ":max": limits.max_attempts,
+                ":until": now.saturating_add(limits.lockout_ms),
+                ":now": now,
+                ":user": user_id,
+            },
+            |r| Ok((r.get::<_, i32>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        None => FailureOutcome::NotCounted,
+        Some((_, Some(until))) if until > now => FailureOutcome::LockedOut { locked_until: until },
+        Some((failed_attempts, _)) => FailureOutcome::Counted { failed_attempts },
+    })
+}
+
+/// The row a conditional statement of a check expected was not there: the check read one state
+/// and found another, which the serial writer thread rules out. Rolls the job back.
+fn changed_underneath() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("the credential changed during a code check".into()),
+    )
+}
+
+/// Applies a successful check's change. Each statement keeps its conditions (enabled, not
+/// locked, newer step), so a broken assumption fails loudly instead of writing.
+fn apply_on(c: &Connection, user_id: &str, now: i64, change: Change) -> rusqlite::Result<()> {
+    let applied = match change {
+        Change::ConsumeStep { step, reseal } => consume_step_on(c, user_id, step, now, reseal)?,
+        Change::Regenerate { step, code_hashes, key_id } => {
+            consume_step_on(c, user_id, step, now, None)? && {
+                replace_codes_on(c, user_id, &code_hashes, &key_id, now)?;
+                true
+            }
+        }
+        Change::Disable => {
+            let deleted = c
+                .prepare_cached(concat!(
+                    "DELETE FROM totp_credentials WHERE user_id = :user AND enabled = 1 AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?;
+            delete_codes_on(c, user_id)?;
+            deleted == 1
+        }
+        Change::Enable { step, code_hashes, key_id } => {
+            let updated = c
+                .prepare_cached(concat!(
+                    "UPDATE totp_credentials SET enabled = 1, enabled_at = :now, pending_expires_at = NULL, \
+                     last_used_step = :step, failed_attempts = 0, locked_until = NULL, updated_at = :now \
+                     WHERE user_id = :user AND enabled = 0 AND pending_expires_at > :now AND ",
+                    not_locked!(),
+                    ""
+                ))?
+                .execute(rusqlite::named_params! { ":now": now, ":step": step, ":user": user_id })?;
+            updated == 1 && {
+                replace_codes_on(c, user_id, &code_hashes, &key_id, now)?;
+                true
+            }
+        }
+    };
+    if applied { Ok(()) } else { Err(changed_underneath()) }
+}
+
+/// Consumes one recovery code among `hashes` and resets the failure counter (or, with
+/// `disable`, deletes the credential and the rest of the set). `false` when no code matched.
+fn use_recovery_code_on(
+    c: &Connection,
+    user_id: &str,
+    hashes: &[Vec<u8>],
+    now: i64,
+    disable: bool,
+) -> rusqlite::Result<bool> {
+    let mut delete = c.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2")?;
+    let mut used = 0;
+    for hash in hashes {
+        used += delete.execute(params![user_id, hash])?;
+        if used > 0 {
+            break;
+        }
+    }
+    if used != 1 {
+        return Ok(false);
+    }
+    if disable {
+        apply_on(c, user_id, now, Change::Disable)?;
+    } else {
+        let reset = c
+            .prepare_cached(concat!(
+                "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = :now \
+                 WHERE user_id = :user AND enabled = 1 AND ",
+                not_locked!(),
+                ""
+            ))?
+            .execute(rusqlite::named_params! { ":user": user_id, ":now": now })?;
+        if reset != 1 {
+            return Err(changed_underneath());
+        }
+    }
+    Ok(true)
 }
 
 fn consume_step_on(
@@ -672,12 +675,19 @@ fn delete_codes_on(c: &Connection, user_id: &str) -> rusqlite::Result<usize> {
     c.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?.execute([user_id])
 }
 
-fn replace_codes_on(c: &Connection, user_id: &str, code_hashes: &[Vec<u8>], now: i64) -> rusqlite::Result<()> {
+fn replace_codes_on(
+    c: &Connection,
+    user_id: &str,
+    code_hashes: &[Vec<u8>],
+    key_id: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
     delete_codes_on(c, user_id)?;
-    let mut insert =
-        c.prepare_cached("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?1, ?2, ?3)")?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO recovery_codes (user_id, code_hash, key_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for hash in code_hashes {
-        insert.execute(params![user_id, hash, now])?;
+        insert.execute(params![user_id, hash, key_id, now])?;
     }
     Ok(())
 }

@@ -15,12 +15,29 @@ fn encode_component(input: &str) -> String {
     out
 }
 
-/// `otpauth://totp/{Issuer}:{account}?secret=…&issuer=…&algorithm=…&digits=…&period=…`
+/// The longest account name in a label, in bytes before percent-encoding (SPEC §10): with it
+/// and an issuer of at most 64 characters the URI always fits a QR code.
+pub const MAX_ACCOUNT_BYTES: usize = 128;
+
+/// `account` without colons, shortened to at most [`MAX_ACCOUNT_BYTES`] at a character boundary.
+fn account_label(account: &str) -> String {
+    let mut label = String::with_capacity(account.len().min(MAX_ACCOUNT_BYTES));
+    for c in account.chars().filter(|&c| c != ':') {
+        if label.len() + c.len_utf8() > MAX_ACCOUNT_BYTES {
+            break;
+        }
+        label.push(c);
+    }
+    label
+}
+
+/// `otpauth://totp/{Issuer}:{account}?secret=…&issuer=…&algorithm=…&digits=…&period=…`; a long
+/// account name is shortened ([`MAX_ACCOUNT_BYTES`]).
 pub fn otpauth_uri(issuer: &str, account: &str, secret: &Secret, params: TotpParams) -> String {
     let issuer = encode_component(issuer);
     format!(
         "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={alg}&digits={digits}&period={period}",
-        account = encode_component(account),
+        account = encode_component(&account_label(account)),
         secret = secret.to_base32(),
         alg = params.algorithm,
         digits = params.digits,
@@ -44,5 +61,14 @@ mod tests {
         assert!(uri.starts_with("otpauth://totp/Acme%20Corp:bobsmith%20jr%2B1%2F%C3%A9?secret="), "{uri}");
         assert!(uri.contains("&issuer=Acme%20Corp&"));
         assert!(!uri.contains('+'));
+    }
+
+    #[test]
+    fn long_account_names_are_shortened_at_a_character_boundary() {
+        assert_eq!(account_label(&"a".repeat(3000)), "a".repeat(128));
+        // 'é' is two bytes: 64 of them fill the 128 bytes exactly, a 65th does not fit.
+        assert_eq!(account_label(&"é".repeat(100)), "é".repeat(64));
+        assert_eq!(account_label(&format!("a{}", "é".repeat(100))), format!("a{}", "é".repeat(63)));
+        assert_eq!(account_label(&format!("{}x", ":".repeat(500))), "x");
     }
 }
