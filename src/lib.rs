@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod graphql;
+pub mod graphql_http;
 pub mod http;
 pub mod metrics;
 pub mod nesting;
@@ -19,9 +20,9 @@ pub mod serve;
 pub mod service;
 pub mod store;
 pub mod totp;
+pub mod web;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -29,16 +30,7 @@ use tokio::net::TcpListener;
 
 pub use http::{AppState, HttpOptions, app};
 
-use crate::auth::Authenticator;
 use crate::service::TwoFactor;
-
-impl AppState {
-    /// Assembles the application state (builds the GraphQL schema).
-    pub fn new(service: TwoFactor, auth: Authenticator, options: HttpOptions) -> Self {
-        crate::metrics::handle();
-        AppState { service, auth: Arc::new(auth), schema: graphql::build_schema(), options: Arc::new(options) }
-    }
-}
 
 /// Connects to the database and applies pending migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<store::Store, sea_orm::DbErr> {
@@ -81,8 +73,7 @@ pub fn spawn_pruner(service: TwoFactor, retention: Duration, every: Duration) ->
             loop {
                 let now = service.now_ms();
                 let before = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-                service.flush_audit().await;
-                match service.store().prune(now, before, PRUNE_BATCH).await {
+                match service.prune(now, before, PRUNE_BATCH).await {
                     Ok((0, 0)) => break,
                     Ok((pending, events)) => {
                         tracing::info!(pending, events, "pruned expired pending setups and old audit events");

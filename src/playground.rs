@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::web::AppState;
 
 /// `playground/dist/`, built by `playground/build.sh` and committed.
 #[derive(rust_embed::Embed)]

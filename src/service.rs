@@ -308,8 +308,16 @@ impl TwoFactor {
         self.audit.flush().await;
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Readiness: the database answers (and, on SQLite, the writer thread runs).
+    pub async fn ready(&self) -> Result<(), DomainError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Deletes up to `batch` expired pending enrolments and up to `batch` audit events older than
+    /// `events_before` (after writing the buffered ones). Returns (pending, events) deleted.
+    pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DomainError> {
+        self.audit.flush().await;
+        Ok(self.store.prune(now, events_before, batch).await?)
     }
 
     pub fn settings(&self) -> &ServiceSettings {

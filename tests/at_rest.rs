@@ -31,7 +31,7 @@ async fn no_secret_or_recovery_code_is_stored_in_plaintext() {
     }
 
     // Every row, through the database connection (SQLite or PostgreSQL).
-    let db = app.state.service.store().connection();
+    let db = app.store.connection();
     let mut stored: Vec<u8> = Vec::new();
     for row in credential::Entity::find().all(db).await.unwrap() {
         stored.extend_from_slice(&row.secret);
@@ -75,7 +75,7 @@ async fn rotating_the_encryption_key_keeps_old_users_working() {
     let res = rotated.graphql(Some(&t), verify, json!({ "code": rotated.code(&secret, 1) })).await;
     assert_eq!(res["data"]["verifyTotp"]["__typename"], "TotpVerified", "{res}");
     // The row was re-encrypted under the new key when written.
-    let db = rotated.state.service.store().connection();
+    let db = rotated.store.connection();
     let row = credential::Entity::find_by_id("bob".to_owned()).one(db).await.unwrap().unwrap();
     assert_eq!(row.key_id, new_id);
     // Recovery codes hashed under the old key still work.
@@ -237,7 +237,7 @@ async fn reseal_moves_every_secret_to_the_current_key() {
         .graphql(Some(&token("pending-user")), "mutation { setupTotp { ... on TotpSetup { secret } } }", json!({}))
         .await;
     let pending = setup["data"]["setupTotp"]["secret"].as_str().unwrap().to_owned();
-    let store = app.state.service.store();
+    let store = &app.store;
 
     // Without the old key configured: refused, nothing changed.
     let error = twofold::admin::reseal(store, &Keyring::new(&NEW_KEY, &[])).await.unwrap_err();

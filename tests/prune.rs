@@ -33,7 +33,7 @@ async fn prune_removes_expired_setups_and_old_events_only() {
     app.clock.advance_secs(11 * 60);
     app.graphql(Some(&token("fresh")), setup, json!({})).await;
     app.state.service.flush_audit().await;
-    let store = app.state.service.store();
+    let store = &app.store;
     let db = store.connection();
     let now = app.clock.now_ms();
     let before_fresh_events = now - 60_000;
@@ -68,7 +68,7 @@ async fn audit_events_are_written_without_a_flush() {
     let app = TestApp::spawn().await;
     let res = app.graphql(Some(&token("lone")), "mutation { setupTotp { __typename } }", json!({})).await;
     assert_eq!(res["data"]["setupTotp"]["__typename"], "TotpSetup");
-    let db = app.state.service.store().connection();
+    let db = app.store.connection();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let events = audit_event::Entity::find().count(db).await.unwrap();

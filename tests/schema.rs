@@ -45,3 +45,42 @@ fn schema_has_the_spec_names() {
         assert!(sdl.contains(needle), "missing: {needle}");
     }
 }
+
+/// SPEC §3: descriptions on every type and field (and every argument), read the way GraphiQL
+/// reads them, through introspection.
+#[tokio::test]
+async fn every_type_field_and_argument_has_a_description() {
+    let query = "{ __schema { types { name description fields { name description args { name description } } \
+                 enumValues { name description } } } }";
+    let res = twofold::graphql::build_schema().execute(query).await.into_result().unwrap();
+    let value = res.data.into_json().unwrap();
+    let builtin = ["String", "Int", "Float", "Boolean", "ID"];
+    let described = |v: &serde_json::Value| v["description"].as_str().is_some_and(|d| !d.trim().is_empty());
+    let mut missing = Vec::new();
+    for ty in value["__schema"]["types"].as_array().unwrap() {
+        let name = ty["name"].as_str().unwrap();
+        if name.starts_with("__") || builtin.contains(&name) {
+            continue;
+        }
+        if !described(ty) {
+            missing.push(name.to_owned());
+        }
+        for field in ty["fields"].as_array().into_iter().flatten() {
+            let field_name = format!("{name}.{}", field["name"].as_str().unwrap());
+            if !described(field) {
+                missing.push(field_name.clone());
+            }
+            for arg in field["args"].as_array().into_iter().flatten() {
+                if !described(arg) {
+                    missing.push(format!("{field_name}({})", arg["name"].as_str().unwrap()));
+                }
+            }
+        }
+        for value in ty["enumValues"].as_array().into_iter().flatten() {
+            if !described(value) {
+                missing.push(format!("{name}.{}", value["name"].as_str().unwrap()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "without a description: {missing:?}");
+}

@@ -72,6 +72,7 @@ fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &
 
 pub struct Query;
 
+/// Reads. `twoFactor` needs a bearer token; introspection and `__typename` work without one.
 #[Object]
 impl Query {
     /// The caller's two-factor status (needs a bearer token).
@@ -87,6 +88,9 @@ impl Query {
 
 pub struct Mutation;
 
+/// The two-factor lifecycle (SPEC §2): begin enrolment, enable, verify at login, use a recovery
+/// code, regenerate recovery codes, disable. Every field needs a bearer token; expected failures
+/// are members of each field's result union, and a request runs at most 10 mutation fields.
 #[Object]
 impl Mutation {
     /// Starts (or restarts) enrolment and returns only the secret (Cloudreve's "prepare").

@@ -306,6 +306,9 @@ pub fn status_id(user_id: &str) -> String {
     format!("TwoFactorStatus:{}", data_encoding::BASE64URL_NOPAD.encode(&digest[..18]))
 }
 
+/// The caller's two-factor state: whether it is enabled or a setup is pending, the credential's
+/// TOTP parameters, the recovery codes left and the recent audit events. Its `id` is stable per
+/// user, so normalized client caches update it from any mutation's `status`.
 #[async_graphql::Object]
 impl TwoFactorStatus {
     /// Stable opaque id for this user's status (the cache key for normalized clients).
@@ -352,7 +355,7 @@ impl TwoFactorStatus {
     async fn events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20, desc = "How many events, newest first (clamped to 1–100).")] first: i32,
     ) -> async_graphql::Result<Vec<TwoFactorEvent>> {
         let data = ctx.data::<RequestData>()?;
         let events = data

@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::AuthError;
-use crate::http::{AppState, CorrelationId};
 use crate::service::DomainError;
+use crate::web::{AppState, CorrelationId};
 
 pub const LOGIN_REQUIRED: (i32, &str) = (401, "Login required");
 pub const INVALID_TOKEN_TYPE: (i32, &str) = (40020, "Invalid token type");

@@ -8,32 +8,7 @@
 pub mod cloudreve;
 pub mod storno;
 
-use axum::body::Body;
-use axum::http::HeaderMap;
-use serde_json::Value;
-
-use crate::http::{BodyError, read_body};
-
-/// Why a JSON body was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonBodyError {
-    TooLarge,
-    Malformed,
-}
-
-/// Reads a body (≤ 64 KiB, nested at most 64 levels) and parses it as JSON, whatever the `Content-Type` says: legacy
-/// clients are not always careful with headers, and a wrong one must not cause a 415.
-pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, JsonBodyError> {
-    let bytes = read_body(headers, body).await.map_err(|e| match e {
-        BodyError::TooLarge => JsonBodyError::TooLarge,
-        BodyError::Unreadable => JsonBodyError::Malformed,
-    })?;
-    // serde_json's own recursion limit (128) stays on; this stricter bound runs first.
-    if crate::nesting::json_too_deep(&bytes, crate::nesting::MAX_NESTING) {
-        return Err(JsonBodyError::Malformed);
-    }
-    serde_json::from_slice(&bytes).map_err(|_| JsonBodyError::Malformed)
-}
+pub use crate::web::{JsonBodyError, read_json};
 
 /// [`openapi`] as pretty JSON, computed once.
 pub fn openapi_json() -> &'static str {
@@ -90,8 +65,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .build(),
         ),
     );
+    // Cloudreve's routes are served at two paths; each copy needs operation ids of its own
+    // (OpenAPI requires them unique, and client generators refuse duplicates).
     for path in ["/user/setting/2fa", "/user/setting"] {
-        if let Some(item) = doc.paths.paths.get(path).cloned() {
+        if let Some(mut item) = doc.paths.paths.get(path).cloned() {
+            for op in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+            {
+                op.operation_id = op.operation_id.take().map(|id| format!("{id}_api_v4"));
+            }
             doc.paths.paths.insert(format!("/api/v4{path}"), item);
         }
     }

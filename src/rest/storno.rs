@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::{AuthError, Viewer};
-use crate::http::{AppState, CorrelationId};
 use crate::service::DomainError;
+use crate::web::{AppState, CorrelationId};
 
 pub const INVALID_JSON: &str = "Invalid JSON body.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";

@@ -78,6 +78,8 @@ pub struct TestApp {
     pub state: AppState,
     pub clock: ManualClock,
     pub db_url: String,
+    /// The instance's store (for tests that look at rows directly).
+    pub store: twofold::store::Store,
     pub settings: ServiceSettings,
     pub guard: Arc<DbGuard>,
 }
@@ -110,9 +112,9 @@ impl TestApp {
         keys: Keyring,
     ) -> Self {
         let store = twofold::connect_and_migrate(&db_url, 8).await.expect("database");
-        let service = TwoFactor::new(store, Arc::new(keys), settings.clone(), Arc::new(clock.clone()));
+        let service = TwoFactor::new(store.clone(), Arc::new(keys), settings.clone(), Arc::new(clock.clone()));
         let state = AppState::new(service, authenticator(), HttpOptions::default());
-        TestApp { router: twofold::app(state.clone()), state, clock, db_url, settings, guard }
+        TestApp { router: twofold::app(state.clone()), state, clock, db_url, store, settings, guard }
     }
 
     /// A second Twofold instance (its own pool and router) on the same database and clock.
