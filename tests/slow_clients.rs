@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -78,33 +78,27 @@ async fn closed_within(stream: &mut TcpStream, bound: Duration) -> Duration {
     start.elapsed()
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body: (status, body).
+/// Reads one HTTP/1.1 response with a Content-Length body: (status, body). Reads no further than
+/// its end, so pipelined responses can be read one after the other.
 async fn read_response(stream: &mut TcpStream) -> (u16, String) {
     let read = async {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| {
-                        let (name, value) = line.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
-                    })
-                    .expect("a Content-Length header");
-                while buf.len() < end + 4 + length {
-                    let n = stream.read(&mut chunk).await.expect("read body");
-                    assert!(n > 0, "connection closed in the middle of the body");
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let status = head[9..12].parse().expect("status code");
-                return (status, String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned());
-            }
-            let n = stream.read(&mut chunk).await.expect("read head");
-            assert!(n > 0, "connection closed before a response");
-            buf.extend_from_slice(&chunk[..n]);
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = stream.read_u8().await.expect("read head (connection closed before a response?)");
+            head.push(byte);
         }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            })
+            .expect("a Content-Length header");
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.expect("read body (connection closed in the middle?)");
+        let status = head[9..12].parse().expect("status code");
+        (status, String::from_utf8_lossy(&body).into_owned())
     };
     timeout(Duration::from_secs(10), read).await.expect("a response within 10 s")
 }
@@ -153,8 +147,40 @@ async fn an_idle_keep_alive_connection_is_closed() {
     closed_within(&mut stream, SHORT.idle_timeout * 10).await;
 }
 
-/// With a header timeout longer than the idle timeout, the idle watchdog (not hyper's header
-/// timer) closes the kept-alive connection.
+/// An idle keep-alive connection is kept for the idle timeout, not the (shorter) header timeout:
+/// a client that sends its next request after a pause longer than the header timeout is served
+/// (hyper's own header timer, armed as soon as it waits for the next head, used to close it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    let options = ServeOptions { header_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(4) };
+    let server = Server::app(options).await;
+    let mut stream = server.connect().await;
+    assert_eq!(http_get(&mut stream, "/healthz").await.0, 200);
+    sleep(Duration::from_secs(2)).await;
+    let (status, body) = http_get(&mut stream, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#), "the kept-alive connection is still served");
+    // And it is still closed once idle for the idle timeout.
+    closed_within(&mut stream, options.idle_timeout * 5).await;
+}
+
+/// Slowloris on a kept-alive connection: after one answered request, half a request head. The
+/// header timeout counts from its first byte, so the connection is closed long before the idle
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_on_a_kept_alive_connection_are_closed_after_the_header_timeout() {
+    let options = ServeOptions { header_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(30) };
+    let server = Server::app(options).await;
+    let mut stream = server.connect().await;
+    assert_eq!(http_get(&mut stream, "/healthz").await.0, 200);
+    // Idle for a while first: the clock starts at the first byte, not at the previous response.
+    sleep(Duration::from_millis(1500)).await;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: loc").await.unwrap();
+    let took = closed_within(&mut stream, Duration::from_secs(10)).await;
+    assert!(took >= options.header_timeout / 2, "closed after {took:?}, before the header timeout");
+}
+
+/// With a header timeout longer than the idle timeout, the idle timeout closes the kept-alive
+/// connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idle_timeout_applies_even_when_the_header_timeout_is_longer() {
     let options = ServeOptions { header_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(1) };
@@ -233,9 +259,12 @@ async fn h2_read_frame(stream: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)>
     Some((head[3], head[4], id, payload))
 }
 
+/// Closed after the idle timeout, not after the header timeout: the client's PING and SETTINGS
+/// acknowledgements are not the start of a slow request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_closed_with_goaway() {
-    let server = Server::app(SHORT).await;
+    let options = ServeOptions { header_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(4) };
+    let server = Server::app(options).await;
     let mut stream = server.connect().await;
     // GET /healthz: indexed :method GET and :scheme http, literal :path and :authority.
     let mut block = vec![0x82, 0x86, 0x04, 8];
@@ -261,20 +290,62 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
             }
         }
     };
-    timeout(SHORT.idle_timeout * 10, talk).await.expect("the server closes an idle HTTP/2 connection");
+    timeout(options.idle_timeout * 5, talk).await.expect("the server closes an idle HTTP/2 connection");
     assert!(status_200, "GET /healthz over HTTP/2 was answered with 200");
     assert_eq!(goaway, Some(0), "GOAWAY with NO_ERROR");
-    assert!(start.elapsed() >= SHORT.idle_timeout / 2, "closed after {:?}, before the idle timeout", start.elapsed());
+    assert!(start.elapsed() >= options.idle_timeout / 2, "closed after {:?}, before the idle timeout", start.elapsed());
 }
 
 fn slow_router() -> Router {
-    Router::new().route("/fast", get(|| async { "fast" })).route(
-        "/slow",
-        get(|| async {
-            sleep(Duration::from_millis(1500)).await;
-            "slow done"
-        }),
-    )
+    Router::new()
+        .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/slow",
+            get(|| async {
+                sleep(Duration::from_millis(1500)).await;
+                "slow done"
+            }),
+        )
+        .route("/echo", post(|body: String| async move { body }))
+}
+
+/// A slow request body after a complete head is not slow headers (the request is in flight once
+/// its head is parsed), and the body's bytes do not make the connection look busy afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_not_slow_headers() {
+    let options = ServeOptions { header_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(30) };
+    let server = Server::router(slow_router(), options).await;
+    let mut stream = server.connect().await;
+    stream.write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n").await.unwrap();
+    for byte in b"hello" {
+        sleep(Duration::from_millis(600)).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    assert_eq!(read_response(&mut stream).await, (200, "hello".into()));
+    // Idle for longer than the header timeout: still open.
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(http_get(&mut stream, "/fast").await, (200, "fast".into()));
+}
+
+/// Pipelining: requests sent while the previous one is in flight are answered even when it takes
+/// longer than the header timeout, and a pipelined half head is closed after the header timeout
+/// (counted from the end of the request before it), long before the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_and_pipelined_half_heads_closed() {
+    let options = ServeOptions { header_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(30) };
+    let server = Server::router(slow_router(), options).await;
+    let mut stream = server.connect().await;
+    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    stream.write_all(b"GET /fast HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut stream).await, (200, "slow done".into()));
+    assert_eq!(read_response(&mut stream).await, (200, "fast".into()));
+
+    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    stream.write_all(b"GET /fast HTTP/1.1\r\nHost: loc").await.unwrap();
+    assert_eq!(read_response(&mut stream).await, (200, "slow done".into()));
+    closed_within(&mut stream, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
