@@ -14,7 +14,7 @@ use clap::Parser;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use sha2::{Digest, Sha256};
 use twofold::config::Cli;
-use twofold::store::{credential, recovery_code};
+use twofold::store::entities::{credential, recovery_code};
 
 fn secret_of(i: usize) -> Vec<u8> {
     Sha256::digest(format!("twofold-seed:{i}").as_bytes())[..20].to_vec()

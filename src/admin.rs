@@ -1,6 +1,8 @@
 //! Operator tasks run from the command line against the configured database (no token: the
 //! operator has the database).
 
+use std::sync::Arc;
+
 use crate::crypto::{CryptoError, Keyring};
 use crate::store::{Reseal, Store};
 
@@ -28,21 +30,23 @@ pub enum ResealError {
     UnknownKeys(Vec<(String, u64)>),
     #[error("the secret of a stored row could not be opened ({0}); nothing was changed")]
     Crypto(#[from] CryptoError),
-    #[error("database error: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Database(#[from] crate::store::Error),
 }
 
 /// Re-encrypts every stored TOTP secret under the current key in one transaction (SPEC §10),
 /// so an old key can be retired without waiting for each user to log in. Refuses, changing
 /// nothing, when any secret is sealed under a key the keyring does not have.
-pub async fn reseal(store: &Store, keys: &Keyring) -> Result<ResealReport, ResealError> {
+pub async fn reseal(store: &Store, keys: Arc<Keyring>) -> Result<ResealReport, ResealError> {
     let unknown: Vec<(String, u64)> =
         store.secrets_per_key().await?.into_iter().filter(|(key, _)| !keys.has_key(key)).collect();
     if !unknown.is_empty() {
         return Err(ResealError::UnknownKeys(unknown));
     }
+    let ring = keys.clone();
     let resealed = store
-        .reseal_secrets(|row| {
+        .reseal_secrets(move |row| {
+            let keys = &ring;
             if !keys.is_stale(&row.key_id) {
                 return Ok(None);
             }

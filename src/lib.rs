@@ -33,7 +33,7 @@ pub use http::{AppState, HttpOptions, app};
 use crate::service::TwoFactor;
 
 /// Connects to the database and applies pending migrations.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<store::Store, sea_orm::DbErr> {
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<store::Store, store::Error> {
     let store = store::Store::open(url, max_connections).await?;
     Migrator::up(store.connection(), None).await?;
     Ok(store)

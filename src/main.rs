@@ -93,7 +93,7 @@ async fn reseal(settings: &Settings) -> ExitCode {
         let store = twofold::connect_and_migrate(&settings.database_url, 2)
             .await
             .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
-        Ok::<_, ConfigError>(twofold::admin::reseal(&store, &keys).await)
+        Ok::<_, ConfigError>(twofold::admin::reseal(&store, Arc::new(keys)).await)
     };
     match run.await {
         Ok(Ok(report)) => {

@@ -4,14 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DbErr;
-
 use crate::audit::AuditLog;
 use crate::auth::Viewer;
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, Keyring};
 use crate::store::{
-    AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Store, Verdict, credential,
+    AttemptLimits, Change, Checked, Credential, FailureOutcome, NewEvent, NewPending, Reseal, Store, Verdict,
 };
 use crate::totp::{self, Algorithm, Secret, TotpParams};
 
@@ -30,8 +28,8 @@ pub enum DomainError {
     TooManyAttempts { retry_after_seconds: u64 },
     #[error("Two-factor authentication is not enabled.")]
     TotpNotEnabled,
-    #[error("database error")]
-    Database(#[from] DbErr),
+    #[error("{0}")]
+    Database(#[from] crate::store::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -183,7 +181,7 @@ fn decide_step(
     keys: &Keyring,
     skew: u16,
     user_id: &str,
-    cred: Option<&credential::Model>,
+    cred: Option<&Credential>,
     code: &str,
     now: i64,
     reseal: bool,
@@ -226,7 +224,7 @@ fn step_verdict(
 
 /// The answer for a credential that is not enabled, or enabled but locked; `None` when a code
 /// may be checked.
-fn unavailable(cred: Option<&credential::Model>, now: i64) -> Option<DomainError> {
+fn unavailable(cred: Option<&Credential>, now: i64) -> Option<DomainError> {
     match cred {
         Some(c) if c.enabled => locked(c, now),
         _ => Some(DomainError::TotpNotEnabled),
@@ -273,7 +271,7 @@ fn count(kind: EventKind) {
     }
 }
 
-fn params_of(c: &credential::Model) -> Result<TotpParams, DomainError> {
+fn params_of(c: &Credential) -> Result<TotpParams, DomainError> {
     let algorithm: Algorithm = c.algorithm.parse().map_err(DomainError::Internal)?;
     Ok(TotpParams {
         algorithm,
@@ -286,13 +284,13 @@ fn retry_after(locked_until: i64, now: i64) -> u64 {
     u64::try_from(locked_until.saturating_sub(now).saturating_add(999) / 1000).unwrap_or(0).max(1)
 }
 
-fn locked(c: &credential::Model, now: i64) -> Option<DomainError> {
+fn locked(c: &Credential, now: i64) -> Option<DomainError> {
     c.locked_until
         .filter(|&until| until > now)
         .map(|until| DomainError::TooManyAttempts { retry_after_seconds: retry_after(until, now) })
 }
 
-fn pending_is_live(c: &credential::Model, now: i64) -> bool {
+fn pending_is_live(c: &Credential, now: i64) -> bool {
     !c.enabled && c.pending_expires_at.is_some_and(|t| t > now)
 }
 
@@ -563,7 +561,7 @@ impl TwoFactor {
         user_id: &str,
         now: i64,
         correlation_id: &str,
-        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<DomainError, Failure> + Send + 'static,
+        decide: impl FnOnce(Option<&Credential>) -> Verdict<DomainError, Failure> + Send + 'static,
     ) -> Result<(), DomainError> {
         let limits = self.limits();
         let (failure, outcome) = match self.store.check_code(user_id, now, limits, decide).await? {

@@ -10,7 +10,7 @@ use serde_json::json;
 use twofold::config::Cli;
 use twofold::crypto::Keyring;
 use twofold::service::ServiceSettings;
-use twofold::store::{credential, recovery_code};
+use twofold::store::entities::{credential, recovery_code};
 
 const OLD_KEY: [u8; 32] = ENCRYPTION_KEY;
 const NEW_KEY: [u8; 32] = [7; 32];
@@ -240,18 +240,18 @@ async fn reseal_moves_every_secret_to_the_current_key() {
     let store = &app.store;
 
     // Without the old key configured: refused, nothing changed.
-    let error = twofold::admin::reseal(store, &Keyring::new(&NEW_KEY, &[])).await.unwrap_err();
+    let error = twofold::admin::reseal(store, std::sync::Arc::new(Keyring::new(&NEW_KEY, &[]))).await.unwrap_err();
     assert!(matches!(&error, twofold::admin::ResealError::UnknownKeys(k) if k[0].1 == 2), "{error}");
     let old_id = Keyring::new(&OLD_KEY, &[]).current_key_id().to_owned();
     let key_ids = |rows: Vec<credential::Model>| rows.into_iter().map(|r| r.key_id).collect::<Vec<_>>();
     assert_eq!(key_ids(credential::Entity::find().all(store.connection()).await.unwrap()), [old_id.clone(), old_id]);
 
-    let rotated = Keyring::new(&NEW_KEY, &[OLD_KEY]);
-    let report = twofold::admin::reseal(store, &rotated).await.unwrap();
+    let rotated = std::sync::Arc::new(Keyring::new(&NEW_KEY, &[OLD_KEY]));
+    let report = twofold::admin::reseal(store, rotated.clone()).await.unwrap();
     assert_eq!(report.resealed, 2);
     assert_eq!(report.key_id, rotated.current_key_id());
     assert_eq!(report.users_with_old_recovery_codes, 1, "the enabled user's codes are hashed under the old key");
-    assert_eq!(twofold::admin::reseal(store, &rotated).await.unwrap().resealed, 0, "nothing left to do");
+    assert_eq!(twofold::admin::reseal(store, rotated.clone()).await.unwrap().resealed, 0, "nothing left to do");
 
     // The old key retired: both users go on working with the new key alone.
     let new_only = app.another_instance(Keyring::new(&NEW_KEY, &[]), ServiceSettings::default()).await;
@@ -267,7 +267,7 @@ async fn reseal_moves_every_secret_to_the_current_key() {
     let use_code = "mutation($code: String!) { useRecoveryCode(code: $code) { __typename } }";
     let res = new_only.graphql(Some(&token("enabled-user")), use_code, json!({ "code": codes[0] })).await;
     assert_eq!(res["data"]["useRecoveryCode"]["__typename"], "InvalidCode", "{res}");
-    let report = twofold::admin::reseal(store, &Keyring::new(&NEW_KEY, &[])).await.unwrap();
+    let report = twofold::admin::reseal(store, std::sync::Arc::new(Keyring::new(&NEW_KEY, &[]))).await.unwrap();
     assert_eq!(report.users_with_old_recovery_codes, 1);
 }
 

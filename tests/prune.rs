@@ -7,7 +7,7 @@ use common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use twofold::clock::Clock;
-use twofold::store::{audit_event, credential};
+use twofold::store::entities::{audit_event, credential};
 
 #[tokio::test]
 async fn prune_removes_expired_setups_and_old_events_only() {

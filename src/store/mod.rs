@@ -4,12 +4,18 @@
 //! whose first statement is one) whose affected-row count decides the outcome: the database, not
 //! process memory, is the single source of truth, so any number of Twofold instances may share it.
 //!
-//! Two engines run the same queries: [`orm`] (sea-orm over sqlx: PostgreSQL) and [`sqlite`]
-//! (rusqlite, called in place: the embedded default). The schema, its migrations and the
-//! entities are sea-orm's for both.
+//! Each statement is written once ([`sql`]) and each operation once ([`ops`], over [`exec::Exec`]);
+//! two engines run them: [`postgres`] (sea-orm's sqlx pool) and [`sqlite`] (rusqlite, called in
+//! place, with one writer thread doing group commit). The schema and its migrations are
+//! sea-orm's (the `migration` crate). The store speaks its own types: rows ([`Credential`],
+//! [`Event`]) and errors ([`Error`]); the sea-orm [`entities`] are for tests and tools only.
 
 pub mod entities;
-mod orm;
+mod error;
+mod exec;
+mod ops;
+mod postgres;
+mod sql;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -18,8 +24,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
-pub use entities::{audit_event, credential, recovery_code};
-use orm::OrmStore;
+pub use error::Error;
+use postgres::PgStore;
 pub use sqlite::EventBuffer;
 use sqlite::SqliteStore;
 
@@ -97,6 +103,40 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     Ok(())
+}
+
+/// A user's TOTP credential (pending or enabled), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub user_id: String,
+    /// The sealed secret (nonce ‖ ciphertext ‖ tag), see [`crate::crypto::Keyring::seal`].
+    pub secret: Vec<u8>,
+    /// The encryption key that sealed it.
+    pub key_id: String,
+    pub algorithm: String,
+    pub digits: i32,
+    pub period: i32,
+    pub enabled: bool,
+    /// While pending: when the pending secret expires (ms since the epoch).
+    pub pending_expires_at: Option<i64>,
+    pub enabled_at: Option<i64>,
+    /// The last time step accepted (replay protection).
+    pub last_used_step: Option<i64>,
+    /// Consecutive failed checks since the last success or lockout.
+    pub failed_attempts: i32,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub user_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub correlation_id: Option<String>,
 }
 
 /// Rows [`Store::reseal_secrets`] reads at a time.
@@ -189,7 +229,7 @@ pub struct Reseal {
 
 #[derive(Debug, Clone)]
 enum Engine {
-    Orm(OrmStore),
+    Postgres(PgStore),
     Sqlite(Arc<SqliteStore>),
 }
 
@@ -213,7 +253,7 @@ pub struct Store {
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.engine {
-            Engine::Orm(s) => s.$method($($arg),*).await,
+            Engine::Postgres(s) => s.$method($($arg),*).await,
             Engine::Sqlite(s) => s.$method($($arg),*).await,
         }
     };
@@ -222,20 +262,19 @@ macro_rules! dispatch {
 impl Store {
     /// Opens the database: on SQLite the in-place engine (plus one sea-orm connection for
     /// migrations and tools), on PostgreSQL one pool of `max_connections`.
-    pub async fn open(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, Error> {
         if is_sqlite_url(url) {
-            let path = sqlite_path(url)
-                .ok_or_else(|| DbErr::Custom("in-memory SQLite is not supported: name a database file".into()))?;
-            create_private(&path).map_err(|e| {
-                DbErr::Custom(format!("cannot create the database file {} with mode 0600: {e}", path.display()))
+            let path = sqlite_path(url).ok_or_else(|| {
+                Error::from(DbErr::Custom("in-memory SQLite is not supported: name a database file".into()))
             })?;
+            create_private(&path).map_err(|e| Error::Unavailable(Arc::new(e)))?;
             // Opened first: it switches the file to WAL.
             let db = connect(url, &PoolSettings { max_connections: 1 }).await?;
             let engine = Engine::Sqlite(Arc::new(SqliteStore::open(path)?));
             Ok(Store { db, engine })
         } else {
             let db = connect(url, &PoolSettings { max_connections }).await?;
-            Ok(Store { engine: Engine::Orm(OrmStore::new(db.clone())), db })
+            Ok(Store { engine: Engine::Postgres(PgStore::new(db.clone())), db })
         }
     }
 
@@ -245,21 +284,18 @@ impl Store {
     }
 
     /// `SELECT 1`, for readiness checks.
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        match &self.engine {
-            Engine::Orm(_) => self.db.ping().await,
-            Engine::Sqlite(s) => s.ping().await,
-        }
+    pub async fn ping(&self) -> Result<(), Error> {
+        dispatch!(self.ping())
     }
 
-    pub async fn credential(&self, user_id: &str) -> Result<Option<credential::Model>, DbErr> {
+    pub async fn credential(&self, user_id: &str) -> Result<Option<Credential>, Error> {
         dispatch!(self.credential(user_id))
     }
 
     /// Inserts or overwrites the user's pending secret in one statement. Returns `false` (and
     /// changes nothing) when the user's credential is enabled. The failure counter is kept, so
     /// starting over never clears a lockout.
-    pub async fn upsert_pending(&self, p: NewPending) -> Result<bool, DbErr> {
+    pub async fn upsert_pending(&self, p: NewPending) -> Result<bool, Error> {
         dispatch!(self.upsert_pending(p))
     }
 
@@ -282,24 +318,14 @@ impl Store {
         user_id: &str,
         now: i64,
         limits: AttemptLimits,
-        decide: impl FnOnce(Option<&credential::Model>) -> Verdict<R, F> + Send + 'static,
-    ) -> Result<Checked<R, F>, DbErr> {
+        decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+    ) -> Result<Checked<R, F>, Error> {
         dispatch!(self.check_code(user_id, now, limits, decide))
     }
 
     /// How many stored secrets (pending or enabled) are sealed under each key id.
-    pub async fn secrets_per_key(&self) -> Result<Vec<(String, u64)>, DbErr> {
-        use sea_orm::sea_query::{Expr, ExprTrait};
-        use sea_orm::{EntityTrait, QuerySelect};
-        let rows: Vec<(String, i64)> = credential::Entity::find()
-            .select_only()
-            .column(credential::Column::KeyId)
-            .column_as(Expr::col(credential::Column::UserId).count(), "n")
-            .group_by(credential::Column::KeyId)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|(key, n)| (key, u64::try_from(n).unwrap_or(0))).collect())
+    pub async fn secrets_per_key(&self) -> Result<Vec<(String, u64)>, Error> {
+        dispatch!(self.secrets_per_key())
     }
 
     /// Re-seals, in one transaction, every stored secret for which `reseal` returns a new
@@ -307,75 +333,25 @@ impl Store {
     /// replaced only if it still holds the ciphertext `reseal` saw (compare-and-set: a row that a
     /// login re-sealed or a new enrolment replaced meanwhile is already under the current key).
     /// The first error of `reseal` rolls everything back. Returns the rows changed.
-    pub async fn reseal_secrets<E>(
+    pub async fn reseal_secrets<X: Send + 'static>(
         &self,
-        mut reseal: impl FnMut(&credential::Model) -> Result<Option<Reseal>, E>,
-    ) -> Result<Result<u64, E>, DbErr> {
-        use credential::Column as C;
-        use sea_orm::sea_query::Expr;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
-        let txn = self.db.begin().await?;
-        // A write first: on SQLite it takes the write lock now (waiting for it up to the busy
-        // timeout) instead of failing later when a read transaction tries to become a write one.
-        credential::Entity::update_many()
-            .col_expr(C::UpdatedAt, Expr::col(C::UpdatedAt))
-            .filter(C::UserId.eq(""))
-            .exec(&txn)
-            .await?;
-        let (mut after, mut changed) = (String::new(), 0_u64);
-        loop {
-            let page = credential::Entity::find()
-                .filter(C::UserId.gt(after.as_str()))
-                .order_by_asc(C::UserId)
-                .limit(RESEAL_PAGE)
-                .all(&txn)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.user_id.clone();
-            for row in &page {
-                let new = match reseal(row) {
-                    Ok(Some(new)) => new,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        txn.rollback().await?;
-                        return Ok(Err(e));
-                    }
-                };
-                let updated = credential::Entity::update_many()
-                    .col_expr(C::Secret, Expr::val(new.secret))
-                    .col_expr(C::KeyId, Expr::val(new.key_id))
-                    .filter(C::UserId.eq(row.user_id.as_str()))
-                    .filter(C::Secret.eq(row.secret.clone()))
-                    .exec(&txn)
-                    .await?;
-                changed += updated.rows_affected;
-            }
-        }
-        txn.commit().await?;
-        Ok(Ok(changed))
+        reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X> + Send + 'static,
+    ) -> Result<Result<u64, X>, Error> {
+        dispatch!(self.reseal_secrets(reseal))
     }
 
     /// Users holding at least one recovery code not hashed under `key_id` (codes written before
     /// key ids were recorded included).
-    pub async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, DbErr> {
-        use recovery_code::Column as R;
-        use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
-        let users = recovery_code::Entity::find()
-            .select_only()
-            .column(R::UserId)
-            .distinct()
-            .filter(Condition::any().add(R::KeyId.is_null()).add(R::KeyId.ne(key_id)))
-            .count(&self.db)
-            .await?;
-        Ok(users)
+    pub async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, Error> {
+        dispatch!(self.users_with_recovery_codes_not_under(key_id))
     }
 
-    pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, DbErr> {
+    pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
         dispatch!(self.remaining_recovery_codes(user_id))
     }
 
     /// Inserts audit events (one transaction).
-    pub async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), DbErr> {
+    pub async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
         }
@@ -386,29 +362,29 @@ impl Store {
     /// [`EventBuffer`]); `None` on engines without a writer thread.
     pub fn event_buffer(&self) -> Option<&EventBuffer> {
         match &self.engine {
-            Engine::Orm(_) => None,
+            Engine::Postgres(_) => None,
             Engine::Sqlite(s) => Some(s.event_buffer()),
         }
     }
 
     /// Waits until every write queued so far, buffered audit events included, is committed (a
     /// no-op on engines without a writer thread).
-    pub async fn settle(&self) -> Result<(), DbErr> {
+    pub async fn settle(&self) -> Result<(), Error> {
         match &self.engine {
-            Engine::Orm(_) => Ok(()),
+            Engine::Postgres(_) => Ok(()),
             Engine::Sqlite(s) => s.settle().await,
         }
     }
 
     /// The user's most recent events, newest first.
-    pub async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<audit_event::Model>, DbErr> {
+    pub async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
         dispatch!(self.events(user_id, limit))
     }
 
     /// Deletes up to `batch` pending enrolments that expired before `now` (and are not locked)
     /// and up to `batch` audit events older than `events_before`. Bounded, so a large backlog is
     /// worked off over several runs without long write locks. Returns (pending, events) deleted.
-    pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), DbErr> {
+    pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), Error> {
         dispatch!(self.prune(now, events_before, batch))
     }
 }

@@ -1,0 +1,262 @@
+//! The store's operations, each written once over [`Exec`]: the same statements ([`super::sql`])
+//! in the same order on SQLite and PostgreSQL. The engines decide only where an operation runs
+//! (SQLite: the writer thread or a reader; PostgreSQL: the pool or a transaction).
+
+use super::exec::{Exec, Row};
+use super::sql;
+use super::{
+    AttemptLimits, Change, Checked, Credential, Error, Event, FailureOutcome, NewEvent, NewPending, Reseal, Verdict,
+};
+
+fn credential_of(row: &Row) -> Result<Credential, Error> {
+    Ok(Credential {
+        user_id: row.text(0)?,
+        secret: row.blob(1)?,
+        key_id: row.text(2)?,
+        algorithm: row.text(3)?,
+        digits: row.i32(4)?,
+        period: row.i32(5)?,
+        enabled: row.bool(6)?,
+        pending_expires_at: row.opt_i64(7)?,
+        enabled_at: row.opt_i64(8)?,
+        last_used_step: row.opt_i64(9)?,
+        failed_attempts: row.i32(10)?,
+        locked_until: row.opt_i64(11)?,
+        created_at: row.i64(12)?,
+        updated_at: row.i64(13)?,
+    })
+}
+
+/// The user's credential; with `lock`, locked until the end of the transaction where the
+/// engine locks rows.
+pub(super) async fn credential<E: Exec>(e: &mut E, user_id: &str, lock: bool) -> Result<Option<Credential>, Error> {
+    let mut query = sql::CREDENTIAL;
+    if lock && E::LOCKS_ROWS {
+        query.sql = query.locking.unwrap_or(query.sql);
+    }
+    e.query_opt(query, &[user_id.into()]).await?.as_ref().map(credential_of).transpose()
+}
+
+pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending) -> Result<bool, Error> {
+    let params = [
+        p.user_id.as_str().into(),
+        p.secret.as_slice().into(),
+        p.key_id.as_str().into(),
+        p.algorithm.as_str().into(),
+        p.digits.into(),
+        p.period.into(),
+        p.expires_at.into(),
+        p.now.into(),
+    ];
+    Ok(e.execute(sql::UPSERT_PENDING, &params).await? == 1)
+}
+
+/// One code check (see `Store::check_code`). Must run inside one unit that no other check on
+/// the user can interleave with: a transaction holding the row lock, or the SQLite writer.
+pub(super) async fn check_code<E: Exec, R, F>(
+    e: &mut E,
+    user_id: &str,
+    now: i64,
+    limits: AttemptLimits,
+    decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F>,
+) -> Result<Checked<R, F>, Error> {
+    let cred = credential(e, user_id, true).await?;
+    Ok(match decide(cred.as_ref()) {
+        Verdict::Refuse(answer) => Checked::Refused(answer),
+        Verdict::Fail(failure) => Checked::Failed(failure, record_failure(e, user_id, now, limits).await?),
+        Verdict::Accept(change) => {
+            apply(e, user_id, now, change).await?;
+            Checked::Accepted
+        }
+        Verdict::RecoveryCode { hashes, disable, failure } => {
+            if use_recovery_code(e, user_id, &hashes, now, disable).await? {
+                Checked::Accepted
+            } else {
+                Checked::Failed(failure, record_failure(e, user_id, now, limits).await?)
+            }
+        }
+    })
+}
+
+async fn record_failure<E: Exec>(
+    e: &mut E,
+    user_id: &str,
+    now: i64,
+    limits: AttemptLimits,
+) -> Result<FailureOutcome, Error> {
+    let params = [user_id.into(), now.into(), limits.max_attempts.into(), now.saturating_add(limits.lockout_ms).into()];
+    let Some(row) = e.query_opt(sql::RECORD_FAILURE, &params).await? else {
+        return Ok(FailureOutcome::NotCounted);
+    };
+    Ok(match row.opt_i64(1)? {
+        Some(until) if until > now => FailureOutcome::LockedOut { locked_until: until },
+        _ => FailureOutcome::Counted { failed_attempts: row.i32(0)? },
+    })
+}
+
+/// Applies a successful check's change. Each statement keeps its conditions (enabled, not
+/// locked, newer step), so a broken assumption fails the unit instead of writing half of it.
+async fn apply<E: Exec>(e: &mut E, user_id: &str, now: i64, change: Change) -> Result<(), Error> {
+    let applied = match change {
+        Change::ConsumeStep { step, reseal } => consume_step(e, user_id, step, now, reseal.as_ref()).await?,
+        Change::Regenerate { step, code_hashes, key_id } => {
+            consume_step(e, user_id, step, now, None).await?
+                && replace_codes(e, user_id, &code_hashes, &key_id, now).await.map(|()| true)?
+        }
+        Change::Disable => {
+            let deleted = e.execute(sql::DELETE_ENABLED, &[user_id.into(), now.into()]).await?;
+            e.execute(sql::DELETE_RECOVERY_CODES, &[user_id.into()]).await?;
+            deleted == 1
+        }
+        Change::Enable { step, code_hashes, key_id } => {
+            e.execute(sql::ENABLE, &[user_id.into(), step.into(), now.into()]).await? == 1
+                && replace_codes(e, user_id, &code_hashes, &key_id, now).await.map(|()| true)?
+        }
+    };
+    if applied { Ok(()) } else { Err(Error::changed_underneath()) }
+}
+
+async fn consume_step<E: Exec>(
+    e: &mut E,
+    user_id: &str,
+    step: i64,
+    now: i64,
+    reseal: Option<&Reseal>,
+) -> Result<bool, Error> {
+    let params = [
+        user_id.into(),
+        step.into(),
+        now.into(),
+        reseal.map(|r| r.secret.as_slice()).into(),
+        reseal.map(|r| r.key_id.as_str()).into(),
+    ];
+    Ok(e.execute(sql::CONSUME_STEP, &params).await? == 1)
+}
+
+async fn replace_codes<E: Exec>(
+    e: &mut E,
+    user_id: &str,
+    code_hashes: &[Vec<u8>],
+    key_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    e.execute(sql::DELETE_RECOVERY_CODES, &[user_id.into()]).await?;
+    for hash in code_hashes {
+        e.execute(sql::INSERT_RECOVERY_CODE, &[user_id.into(), hash.as_slice().into(), key_id.into(), now.into()])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Consumes one recovery code among `hashes` (the first that matches) and resets the failure
+/// counter, or with `disable` deletes the credential and the rest of the set. `false` when no
+/// code matched.
+async fn use_recovery_code<E: Exec>(
+    e: &mut E,
+    user_id: &str,
+    hashes: &[Vec<u8>],
+    now: i64,
+    disable: bool,
+) -> Result<bool, Error> {
+    let mut used = 0;
+    for hash in hashes {
+        used = e.execute(sql::DELETE_RECOVERY_CODE, &[user_id.into(), hash.as_slice().into()]).await?;
+        if used > 0 {
+            break;
+        }
+    }
+    if used != 1 {
+        return Ok(false);
+    }
+    if disable {
+        apply(e, user_id, now, Change::Disable).await?;
+    } else if e.execute(sql::RESET_FAILURES, &[user_id.into(), now.into()]).await? != 1 {
+        return Err(Error::changed_underneath());
+    }
+    Ok(true)
+}
+
+pub(super) async fn remaining_recovery_codes<E: Exec>(e: &mut E, user_id: &str) -> Result<u64, Error> {
+    let row = e.query_opt(sql::COUNT_RECOVERY_CODES, &[user_id.into()]).await?;
+    Ok(row.map(|r| r.i64(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+pub(super) async fn add_events<E: Exec>(e: &mut E, events: &[NewEvent]) -> Result<(), Error> {
+    for ev in events {
+        let params = [ev.user_id.as_str().into(), ev.kind.into(), ev.at.into(), ev.correlation_id.as_deref().into()];
+        e.execute(sql::INSERT_EVENT, &params).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn events<E: Exec>(e: &mut E, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    e.query(sql::EVENTS, &[user_id.into(), limit.into()])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Event {
+                id: r.i64(0)?,
+                user_id: r.text(1)?,
+                kind: r.text(2)?,
+                at: r.i64(3)?,
+                correlation_id: r.opt_text(4)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn prune<E: Exec>(e: &mut E, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), Error> {
+    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+    let pending = e.execute(sql::PRUNE_PENDING, &[now.into(), batch.into()]).await?;
+    let events = e.execute(sql::PRUNE_EVENTS, &[events_before.into(), batch.into()]).await?;
+    Ok((pending, events))
+}
+
+pub(super) async fn ping<E: Exec>(e: &mut E) -> Result<(), Error> {
+    e.query(sql::PING, &[]).await.map(drop)
+}
+
+pub(super) async fn secrets_per_key<E: Exec>(e: &mut E) -> Result<Vec<(String, u64)>, Error> {
+    e.query(sql::SECRETS_PER_KEY, &[])
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, u64::try_from(r.i64(1)?).unwrap_or(0))))
+        .collect()
+}
+
+/// See `Store::reseal_secrets`; runs inside one transaction.
+pub(super) async fn reseal_secrets<E: Exec, X>(
+    e: &mut E,
+    mut reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X>,
+) -> Result<Result<u64, X>, Error> {
+    e.execute(sql::TAKE_WRITE_LOCK, &[]).await?;
+    let page = i64::try_from(super::RESEAL_PAGE).unwrap_or(i64::MAX);
+    let (mut after, mut changed) = (String::new(), 0_u64);
+    loop {
+        let rows = e.query(sql::CREDENTIALS_AFTER, &[after.as_str().into(), page.into()]).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.text(0)?;
+        for row in &rows {
+            let cred = credential_of(row)?;
+            let new = match reseal(&cred) {
+                Ok(Some(new)) => new,
+                Ok(None) => continue,
+                Err(x) => return Ok(Err(x)),
+            };
+            let params = [
+                cred.user_id.as_str().into(),
+                cred.secret.as_slice().into(),
+                new.secret.as_slice().into(),
+                new.key_id.as_str().into(),
+            ];
+            changed += e.execute(sql::RESEAL_SECRET, &params).await?;
+        }
+    }
+    Ok(Ok(changed))
+}
+
+pub(super) async fn users_with_recovery_codes_not_under<E: Exec>(e: &mut E, key_id: &str) -> Result<u64, Error> {
+    let row = e.query_opt(sql::USERS_WITH_CODES_NOT_UNDER, &[key_id.into()]).await?;
+    Ok(row.map(|r| r.i64(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}

@@ -1,0 +1,140 @@
+//! The store on PostgreSQL: the operations of [`super::ops`] on sea-orm's sqlx pool. Plain
+//! operations take a pooled connection per statement; a code check and a reseal run in one
+//! transaction.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, TransactionTrait};
+
+use super::exec::{Exec, Param, Row, Value};
+use super::sql::{Kind, Query};
+use super::{AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Verdict, ops};
+
+/// [`Exec`] on a sea-orm connection or transaction.
+struct PgExec<'a, C>(&'a C);
+
+fn value_of(p: &Param<'_>) -> sea_orm::Value {
+    use sea_orm::Value as V;
+    match *p {
+        Param::I32(v) => V::Int(Some(v)),
+        Param::I64(v) => V::BigInt(Some(v)),
+        Param::Text(v) => V::String(Some(v.to_owned())),
+        Param::Blob(v) => V::Bytes(Some(v.to_vec())),
+        Param::Null(Kind::I32) => V::Int(None),
+        Param::Null(Kind::I64) => V::BigInt(None),
+        Param::Null(Kind::Bool) => V::Bool(None),
+        Param::Null(Kind::Text) => V::String(None),
+        Param::Null(Kind::Blob) => V::Bytes(None),
+    }
+}
+
+fn statement(sql: &str, params: &[Param<'_>]) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, params.iter().map(value_of))
+}
+
+fn decode(row: &QueryResult, columns: &[Kind]) -> Result<Row, Error> {
+    let mut values = Vec::with_capacity(columns.len());
+    for (i, kind) in columns.iter().enumerate() {
+        let value = match kind {
+            Kind::I32 => row.try_get_by_index::<Option<i32>>(i)?.map(|v| Value::Int(i64::from(v))),
+            Kind::I64 => row.try_get_by_index::<Option<i64>>(i)?.map(Value::Int),
+            Kind::Bool => row.try_get_by_index::<Option<bool>>(i)?.map(Value::Bool),
+            Kind::Text => row.try_get_by_index::<Option<String>>(i)?.map(Value::Text),
+            Kind::Blob => row.try_get_by_index::<Option<Vec<u8>>>(i)?.map(Value::Blob),
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+impl<C: ConnectionTrait> Exec for PgExec<'_, C> {
+    const LOCKS_ROWS: bool = true;
+
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, Error> {
+        Ok(self.0.execute_raw(statement(sql, params)).await?.rows_affected())
+    }
+
+    async fn query(&mut self, query: Query, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
+        let rows = self.0.query_all_raw(statement(query.sql, params)).await?;
+        rows.iter().map(|r| decode(r, query.columns)).collect()
+    }
+}
+
+/// The store on one sea-orm connection pool.
+#[derive(Debug, Clone)]
+pub(super) struct PgStore {
+    db: DatabaseConnection,
+}
+
+/// The methods mirror [`super::Store`]'s, which documents them.
+impl PgStore {
+    pub(super) fn new(db: DatabaseConnection) -> Self {
+        PgStore { db }
+    }
+
+    fn exec(&self) -> PgExec<'_, DatabaseConnection> {
+        PgExec(&self.db)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), Error> {
+        ops::ping(&mut self.exec()).await
+    }
+
+    pub(super) async fn credential(&self, user_id: &str) -> Result<Option<Credential>, Error> {
+        ops::credential(&mut self.exec(), user_id, false).await
+    }
+
+    pub(super) async fn upsert_pending(&self, p: NewPending) -> Result<bool, Error> {
+        ops::upsert_pending(&mut self.exec(), &p).await
+    }
+
+    pub(super) async fn check_code<R: Send + 'static, F: Send + 'static>(
+        &self,
+        user_id: &str,
+        now: i64,
+        limits: AttemptLimits,
+        decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+    ) -> Result<Checked<R, F>, Error> {
+        let txn = self.db.begin().await?;
+        let checked = ops::check_code(&mut PgExec(&txn), user_id, now, limits, decide).await?;
+        txn.commit().await?;
+        Ok(checked)
+    }
+
+    pub(super) async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
+        ops::remaining_recovery_codes(&mut self.exec(), user_id).await
+    }
+
+    pub(super) async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
+        let txn = self.db.begin().await?;
+        ops::add_events(&mut PgExec(&txn), &events).await?;
+        Ok(txn.commit().await?)
+    }
+
+    pub(super) async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
+        ops::events(&mut self.exec(), user_id, limit).await
+    }
+
+    pub(super) async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), Error> {
+        ops::prune(&mut self.exec(), now, events_before, batch).await
+    }
+
+    pub(super) async fn secrets_per_key(&self) -> Result<Vec<(String, u64)>, Error> {
+        ops::secrets_per_key(&mut self.exec()).await
+    }
+
+    pub(super) async fn reseal_secrets<X: Send + 'static>(
+        &self,
+        reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X> + Send + 'static,
+    ) -> Result<Result<u64, X>, Error> {
+        let txn = self.db.begin().await?;
+        let outcome = ops::reseal_secrets(&mut PgExec(&txn), reseal).await?;
+        match outcome {
+            Ok(_) => txn.commit().await?,
+            Err(_) => txn.rollback().await?,
+        }
+        Ok(outcome)
+    }
+
+    pub(super) async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, Error> {
+        ops::users_with_recovery_codes_not_under(&mut self.exec(), key_id).await
+    }
+}

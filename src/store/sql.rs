@@ -1,0 +1,209 @@
+//! Every SQL statement Twofold runs, each written once.
+//!
+//! Both engines execute this very text: PostgreSQL through sea-orm's sqlx pool, SQLite through
+//! rusqlite (see [`super::exec`]). Parameters are `$1`, `$2`, …: PostgreSQL's positional form,
+//! which SQLite reads as named parameters (`$1` is the parameter named "1"), bound by name. The
+//! text sticks to what both dialects share (`TRUE`/`FALSE`, `ON CONFLICT … DO UPDATE … WHERE`,
+//! `RETURNING`, subqueries with `LIMIT`); the one difference, row locking, is
+//! [`Query::locking`]: `FOR UPDATE` on PostgreSQL, nothing on SQLite, whose single writer holds
+//! the database lock for the whole unit anyway.
+//!
+//! A query declares the types of its columns, so each engine decodes them the same way
+//! ([`Kind`]).
+
+/// The type of a result column (`Option` of it when the column is nullable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// `integer` (PostgreSQL `int4`).
+    I32,
+    /// `bigint` (PostgreSQL `int8`).
+    I64,
+    Bool,
+    Text,
+    Blob,
+}
+
+/// A statement that returns rows, with the types of its columns.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Query {
+    pub sql: &'static str,
+    /// The same statement with `FOR UPDATE` (PostgreSQL: lock the rows read until the
+    /// transaction ends), or `None` when it is not meant to lock.
+    pub locking: Option<&'static str>,
+    pub columns: &'static [Kind],
+}
+
+/// The credential columns, in the order of [`super::Credential`]'s fields.
+macro_rules! credential_columns {
+    () => {
+        "user_id, secret, key_id, algorithm, digits, period, enabled, pending_expires_at, enabled_at, \
+         last_used_step, failed_attempts, locked_until, created_at, updated_at"
+    };
+}
+
+/// "Not locked at `$now`", for the parameter number given.
+macro_rules! not_locked {
+    ($now:literal) => {
+        concat!("(locked_until IS NULL OR locked_until <= $", $now, ")")
+    };
+}
+
+macro_rules! credential_by_user {
+    () => {
+        concat!("SELECT ", credential_columns!(), " FROM totp_credentials WHERE user_id = $1")
+    };
+}
+
+/// `$1` user → the credential row.
+pub(super) const CREDENTIAL: Query = Query {
+    sql: credential_by_user!(),
+    locking: Some(concat!(credential_by_user!(), " FOR UPDATE")),
+    columns: &[
+        Kind::Text,
+        Kind::Blob,
+        Kind::Text,
+        Kind::Text,
+        Kind::I32,
+        Kind::I32,
+        Kind::Bool,
+        Kind::I64,
+        Kind::I64,
+        Kind::I64,
+        Kind::I32,
+        Kind::I64,
+        Kind::I64,
+        Kind::I64,
+    ],
+};
+
+/// Inserts or overwrites a pending secret; changes nothing while the credential is enabled. The
+/// failure counter and lockout are kept, so starting over never clears a lockout.
+/// `$1` user, `$2` secret, `$3` key id, `$4` algorithm, `$5` digits, `$6` period, `$7` expiry,
+/// `$8` now.
+pub(super) const UPSERT_PENDING: &str = "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, \
+     period, enabled, pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
+     updated_at) VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, NULL, NULL, 0, NULL, $8, $8) \
+     ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
+     algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, \
+     pending_expires_at = excluded.pending_expires_at, last_used_step = excluded.last_used_step, \
+     updated_at = excluded.updated_at WHERE totp_credentials.enabled = FALSE";
+
+/// Counts one failed check; the failure that reaches the limit locks and restarts the count.
+/// `$1` user, `$2` now, `$3` limit, `$4` locked until → (failed attempts, locked until).
+pub(super) const RECORD_FAILURE: Query = Query {
+    sql: concat!(
+        "UPDATE totp_credentials SET \
+         failed_attempts = CASE WHEN failed_attempts + 1 >= $3 THEN 0 ELSE failed_attempts + 1 END, \
+         locked_until = CASE WHEN failed_attempts + 1 >= $3 THEN $4 ELSE locked_until END, \
+         updated_at = $2 WHERE user_id = $1 AND ",
+        not_locked!(2),
+        " RETURNING failed_attempts, locked_until"
+    ),
+    locking: None,
+    columns: &[Kind::I32, Kind::I64],
+};
+
+/// Records a used time step (compare-and-set: only a newer step, on an enabled, unlocked
+/// credential), resets the failure counter and, when `$4`/`$5` are not NULL, stores the secret
+/// re-sealed under another key. `$1` user, `$2` step, `$3` now, `$4` secret, `$5` key id.
+pub(super) const CONSUME_STEP: &str = concat!(
+    "UPDATE totp_credentials SET last_used_step = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3, \
+     secret = COALESCE($4, secret), key_id = COALESCE($5, key_id) \
+     WHERE user_id = $1 AND enabled = TRUE AND (last_used_step IS NULL OR last_used_step < $2) AND ",
+    not_locked!(3)
+);
+
+/// Turns a live pending secret into the enabled credential. `$1` user, `$2` step, `$3` now.
+pub(super) const ENABLE: &str = concat!(
+    "UPDATE totp_credentials SET enabled = TRUE, enabled_at = $3, pending_expires_at = NULL, last_used_step = $2, \
+     failed_attempts = 0, locked_until = NULL, updated_at = $3 \
+     WHERE user_id = $1 AND enabled = FALSE AND pending_expires_at > $3 AND ",
+    not_locked!(3)
+);
+
+/// Deletes an enabled, unlocked credential. `$1` user, `$2` now.
+pub(super) const DELETE_ENABLED: &str =
+    concat!("DELETE FROM totp_credentials WHERE user_id = $1 AND enabled = TRUE AND ", not_locked!(2));
+
+/// Resets the failure counter of an enabled, unlocked credential. `$1` user, `$2` now.
+pub(super) const RESET_FAILURES: &str = concat!(
+    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = $2 \
+     WHERE user_id = $1 AND enabled = TRUE AND ",
+    not_locked!(2)
+);
+
+/// `$1` user.
+pub(super) const DELETE_RECOVERY_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
+
+/// `$1` user, `$2` hash, `$3` key id, `$4` now.
+pub(super) const INSERT_RECOVERY_CODE: &str =
+    "INSERT INTO recovery_codes (user_id, code_hash, key_id, created_at) VALUES ($1, $2, $3, $4)";
+
+/// Consumes one recovery code (each candidate hash in turn: one per key that may have made it).
+/// `$1` user, `$2` hash.
+pub(super) const DELETE_RECOVERY_CODE: &str = "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2";
+
+/// `$1` user → the number of unused recovery codes.
+pub(super) const COUNT_RECOVERY_CODES: Query =
+    Query { sql: "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1", locking: None, columns: &[Kind::I64] };
+
+/// `$1` user, `$2` kind, `$3` at, `$4` correlation id.
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO audit_events (user_id, kind, at, correlation_id) VALUES ($1, $2, $3, $4)";
+
+/// `$1` user, `$2` limit → the newest events first.
+pub(super) const EVENTS: Query = Query {
+    sql: "SELECT id, user_id, kind, at, correlation_id FROM audit_events WHERE user_id = $1 \
+          ORDER BY id DESC LIMIT $2",
+    locking: None,
+    columns: &[Kind::I64, Kind::Text, Kind::Text, Kind::I64, Kind::Text],
+};
+
+/// Deletes up to `$2` expired, unlocked pending enrolments. `$1` now, `$2` batch.
+pub(super) const PRUNE_PENDING: &str = concat!(
+    "DELETE FROM totp_credentials WHERE user_id IN (SELECT user_id FROM totp_credentials \
+     WHERE enabled = FALSE AND pending_expires_at < $1 AND ",
+    not_locked!(1),
+    " LIMIT $2)"
+);
+
+/// Deletes up to `$2` audit events older than `$1`.
+pub(super) const PRUNE_EVENTS: &str =
+    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)";
+
+/// `SELECT 1`, for readiness.
+pub(super) const PING: Query = Query { sql: "SELECT 1", locking: None, columns: &[Kind::I32] };
+
+/// How many stored secrets each key id seals.
+pub(super) const SECRETS_PER_KEY: Query = Query {
+    sql: "SELECT key_id, COUNT(*) FROM totp_credentials GROUP BY key_id",
+    locking: None,
+    columns: &[Kind::Text, Kind::I64],
+};
+
+/// A page of credentials after user `$1`, at most `$2` rows, in user order.
+pub(super) const CREDENTIALS_AFTER: Query = Query {
+    sql: concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM totp_credentials WHERE user_id > $1 ORDER BY user_id LIMIT $2"
+    ),
+    locking: None,
+    columns: CREDENTIAL.columns,
+};
+
+/// Replaces a secret if it is still the one read (compare-and-set). `$1` user, `$2` old secret,
+/// `$3` new secret, `$4` new key id.
+pub(super) const RESEAL_SECRET: &str =
+    "UPDATE totp_credentials SET secret = $3, key_id = $4 WHERE user_id = $1 AND secret = $2";
+
+/// Users holding a recovery code not hashed under key `$1` (or of unknown key).
+pub(super) const USERS_WITH_CODES_NOT_UNDER: Query = Query {
+    sql: "SELECT COUNT(DISTINCT user_id) FROM recovery_codes WHERE key_id IS NULL OR key_id <> $1",
+    locking: None,
+    columns: &[Kind::I64],
+};
+
+/// A write that changes nothing, to take SQLite's write lock at the start of a transaction
+/// (instead of failing later when a read transaction tries to become a write one).
+pub(super) const TAKE_WRITE_LOCK: &str = "UPDATE totp_credentials SET updated_at = updated_at WHERE user_id = ''";
