@@ -1,0 +1,204 @@
+//! Store parity: every store operation runs on SQLite and on PostgreSQL and gives the same
+//! answers. PostgreSQL comes from `TWOFOLD_TEST_DATABASE_URL`, else the local server
+//! (`postgres://postgres@127.0.0.1:5432/postgres`); when it cannot be reached the PostgreSQL half
+//! is skipped with a message, unless `TWOFOLD_REQUIRE_POSTGRES=1` (CI), which makes it a failure.
+
+use sea_orm::ConnectionTrait;
+use twofold::store::{AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Store, Verdict};
+
+const NOW: i64 = 1_795_564_815_000;
+const LIMITS: AttemptLimits = AttemptLimits { max_attempts: 3, lockout_ms: 60_000 };
+
+fn pending(user: &str, secret: &[u8], now: i64) -> NewPending {
+    NewPending {
+        user_id: user.to_owned(),
+        secret: secret.to_vec(),
+        key_id: "k1".to_owned(),
+        algorithm: "SHA1".to_owned(),
+        digits: 6,
+        period: 30,
+        expires_at: now + 600_000,
+        now,
+    }
+}
+
+fn event(user: &str, kind: &'static str, at: i64) -> NewEvent {
+    NewEvent { user_id: user.to_owned(), kind, at, correlation_id: Some(format!("cid-{at}")) }
+}
+
+type Check = Checked<&'static str, &'static str>;
+
+async fn try_check(
+    store: &Store,
+    user: &str,
+    now: i64,
+    verdict: Verdict<&'static str, &'static str>,
+) -> Result<Check, twofold::store::Error> {
+    store.check_code(user, now, LIMITS, move |_| verdict).await
+}
+
+async fn check(store: &Store, user: &str, now: i64, verdict: Verdict<&'static str, &'static str>) -> Check {
+    try_check(store, user, now, verdict).await.unwrap()
+}
+
+/// Runs every operation and writes down what each answered.
+async fn transcript(store: Store) -> Vec<String> {
+    let mut t: Vec<String> = Vec::new();
+    let mut log = |what: &str, value: String| t.push(format!("{what}: {value}"));
+    store.ping().await.unwrap();
+    log("credential of nobody", format!("{:?}", store.credential("nobody").await.unwrap()));
+    log("upsert", format!("{:?}", store.upsert_pending(pending("alice", b"s1", NOW)).await.unwrap()));
+    log("upsert again", format!("{:?}", store.upsert_pending(pending("alice", b"s2", NOW + 1)).await.unwrap()));
+    log("pending", format!("{:?}", store.credential("alice").await.unwrap()));
+
+    // Enable with recovery codes, then the lifecycle of checks.
+    let hashes = vec![b"h1".to_vec(), b"h2".to_vec(), b"h3".to_vec()];
+    let enable = Change::Enable { step: 100, code_hashes: hashes, key_id: "k1".into() };
+    log("enable", format!("{:?}", check(&store, "alice", NOW + 2, Verdict::Accept(enable)).await));
+    log("upsert while enabled", format!("{:?}", store.upsert_pending(pending("alice", b"s3", NOW + 3)).await.unwrap()));
+    log("codes", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
+    let step =
+        Change::ConsumeStep { step: 101, reseal: Some(Reseal { secret: b"s2-new".to_vec(), key_id: "k2".into() }) };
+    log("verify", format!("{:?}", check(&store, "alice", NOW + 4, Verdict::Accept(step)).await));
+    log("after verify", format!("{:?}", store.credential("alice").await.unwrap()));
+    // A unit that accepts a step that is not newer breaks its own assumption: it fails whole.
+    let replay = try_check(&store, "alice", NOW + 5, Verdict::Accept(Change::ConsumeStep { step: 101, reseal: None }));
+    let replay = match replay.await {
+        Ok(c) => format!("{c:?}"),
+        Err(twofold::store::Error::Conflict(_)) => "conflict".to_owned(),
+        Err(e) => format!("other error: {e}"),
+    };
+    log("replayed step inside a unit", replay);
+    for i in 0..2 {
+        log("fail", format!("{:?}", check(&store, "alice", NOW + 6 + i, Verdict::Fail("wrong")).await));
+    }
+    log("refuse", format!("{:?}", check(&store, "alice", NOW + 8, Verdict::Refuse("no")).await));
+    let recovery = |h: &[u8], disable| Verdict::RecoveryCode {
+        hashes: vec![b"zz".to_vec(), h.to_vec()],
+        disable,
+        failure: "bad code",
+    };
+    log("recovery code", format!("{:?}", check(&store, "alice", NOW + 9, recovery(b"h2", false)).await));
+    log("recovery code reused", format!("{:?}", check(&store, "alice", NOW + 10, recovery(b"h2", false)).await));
+    log("codes left", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
+    for i in 0..3 {
+        log("fail to lockout", format!("{:?}", check(&store, "alice", NOW + 11 + i, Verdict::Fail("wrong")).await));
+    }
+    log("locked", format!("{:?}", store.credential("alice").await.unwrap()));
+    let regenerate = Change::Regenerate { step: 200, code_hashes: vec![b"n1".to_vec()], key_id: "k2".into() };
+    log(
+        "regenerate after the lockout",
+        format!("{:?}", check(&store, "alice", NOW + 70_000, Verdict::Accept(regenerate)).await),
+    );
+    log("codes after regenerate", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
+    log(
+        "users with codes not under k2",
+        format!("{:?}", store.users_with_recovery_codes_not_under("k2").await.unwrap()),
+    );
+    log(
+        "users with codes not under k1",
+        format!("{:?}", store.users_with_recovery_codes_not_under("k1").await.unwrap()),
+    );
+    log(
+        "disable with a recovery code",
+        format!("{:?}", check(&store, "alice", NOW + 70_001, recovery(b"n1", true)).await),
+    );
+    log("after disable", format!("{:?}", store.credential("alice").await.unwrap()));
+    log("codes after disable", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
+
+    // Disable with a step.
+    store.upsert_pending(pending("bob", b"b1", NOW)).await.unwrap();
+    let enable = Change::Enable { step: 5, code_hashes: vec![], key_id: "k1".into() };
+    check(&store, "bob", NOW, Verdict::Accept(enable)).await;
+    log("disable", format!("{:?}", check(&store, "bob", NOW + 1, Verdict::Accept(Change::Disable)).await));
+    log("bob", format!("{:?}", store.credential("bob").await.unwrap()));
+
+    // Events.
+    store.add_events(vec![event("carol", "SETUP_STARTED", NOW), event("carol", "ENABLED", NOW + 1)]).await.unwrap();
+    store.add_events(vec![NewEvent { correlation_id: None, ..event("carol", "VERIFIED", NOW + 2) }]).await.unwrap();
+    store.settle().await.unwrap();
+    let events = store.events("carol", 2).await.unwrap();
+    log("events", format!("{:?}", events.iter().map(|e| (&e.kind, e.at, &e.correlation_id)).collect::<Vec<_>>()));
+
+    // Reseal, key counts, prune.
+    store.upsert_pending(pending("dave", b"d1", NOW)).await.unwrap();
+    store.upsert_pending(pending("erin", b"e1", NOW)).await.unwrap();
+    log("per key", format!("{:?}", store.secrets_per_key().await.unwrap()));
+    let refused = store.reseal_secrets(|c| {
+        if c.user_id == "erin" {
+            Err("corrupt")
+        } else {
+            Ok(Some(Reseal { secret: b"x".to_vec(), key_id: "k9".into() }))
+        }
+    });
+    log("reseal refused", format!("{:?}", refused.await.unwrap()));
+    log("per key after refused reseal", format!("{:?}", store.secrets_per_key().await.unwrap()));
+    let resealed = store.reseal_secrets(|c| {
+        Ok::<_, ()>((c.key_id == "k1").then(|| Reseal { secret: b"x".to_vec(), key_id: "k9".into() }))
+    });
+    log("reseal", format!("{:?}", resealed.await.unwrap()));
+    log("per key after reseal", format!("{:?}", store.secrets_per_key().await.unwrap()));
+    log("prune", format!("{:?}", store.prune(NOW + 700_000, NOW + 2, 1).await.unwrap()));
+    log("prune again", format!("{:?}", store.prune(NOW + 700_000, NOW + 2, 10).await.unwrap()));
+    log("events after prune", format!("{:?}", store.events("carol", 10).await.unwrap().len()));
+    t
+}
+
+async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("parity.db").display());
+    (twofold::connect_and_migrate(&url, 2).await.unwrap(), dir)
+}
+
+/// A fresh PostgreSQL database, or `None` (with a message) when no server is reachable.
+async fn postgres_store() -> Option<(Store, String, String)> {
+    let admin_url = std::env::var("TWOFOLD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let required = std::env::var("TWOFOLD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let admin = match sea_orm::Database::connect(&admin_url).await {
+        Ok(a) => a,
+        Err(e) if !required => {
+            eprintln!("SKIPPED: the PostgreSQL half of the store parity suite ({admin_url} unreachable: {e})");
+            return None;
+        }
+        Err(e) => panic!("TWOFOLD_REQUIRE_POSTGRES=1 but {admin_url} is unreachable: {e}"),
+    };
+    let name = format!("twofold_parity_{}", uuid::Uuid::new_v4().simple());
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let store = twofold::connect_and_migrate(&format!("{base}/{name}"), 4).await.unwrap();
+    Some((store, admin_url, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_operation_answers_the_same_on_sqlite_and_postgresql() {
+    let (sqlite, _dir) = sqlite_store().await;
+    let on_sqlite = transcript(sqlite).await;
+    // What the operations must answer, whatever the engine.
+    let expect = |what: &str| on_sqlite.iter().find(|l| l.starts_with(&format!("{what}: "))).unwrap().clone();
+    assert_eq!(expect("upsert while enabled"), "upsert while enabled: false");
+    assert_eq!(expect("replayed step inside a unit"), "replayed step inside a unit: conflict");
+    assert_eq!(expect("refuse"), "refuse: Refused(\"no\")");
+    assert_eq!(
+        expect("recovery code reused"),
+        format!(
+            "recovery code reused: {:?}",
+            Check::Failed("bad code", FailureOutcome::Counted { failed_attempts: 1 })
+        )
+    );
+    assert_eq!(expect("codes after disable"), "codes after disable: 0");
+    assert_eq!(expect("reseal refused"), "reseal refused: Err(\"corrupt\")");
+    assert_eq!(expect("reseal"), "reseal: Ok(2)");
+    assert_eq!(expect("events after prune"), "events after prune: 1");
+
+    let Some((postgres, admin_url, name)) = postgres_store().await else { return };
+    let on_postgres = transcript(postgres).await;
+    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.ok();
+    for (s, p) in on_sqlite.iter().zip(&on_postgres) {
+        assert_eq!(s, p, "SQLite and PostgreSQL differ");
+    }
+    assert_eq!(on_sqlite.len(), on_postgres.len());
+}
