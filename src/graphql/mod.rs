@@ -8,7 +8,7 @@ mod types;
 use async_graphql::{Context, EmptySubscription, ErrorExtensions, Object, SDLExportOptions, Schema};
 
 use crate::auth::{AuthError, Viewer};
-use crate::service::{DomainError, TwoFactor};
+use crate::service::{Internal, TwoFactor};
 pub use types::*;
 
 /// Query depth limit (the standard introspection queries fit).
@@ -53,7 +53,7 @@ pub fn unauthenticated() -> async_graphql::Error {
 
 /// A top-level `INTERNAL_SERVER_ERROR` with the correlation id and no internal detail; the
 /// detail is logged here, once.
-pub fn internal_error(correlation_id: &str, error: &DomainError) -> async_graphql::Error {
+pub fn internal_error(correlation_id: &str, error: &Internal) -> async_graphql::Error {
     tracing::error!(%error, "internal error in GraphQL resolver");
     let cid = correlation_id.to_owned();
     async_graphql::Error::new("Internal server error").extend_with(move |_, ext| {

@@ -8,7 +8,7 @@ use async_graphql::{
 use chrono::{SecondsFormat, TimeZone, Utc};
 
 use super::RequestData;
-use crate::service::{self, DomainError, EventKind, Status};
+use crate::service::{self, CheckError, EnableError, EnrolError, EventKind, Status};
 
 /// A point in time (Unix milliseconds inside).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,65 +424,100 @@ pub enum RegenerateRecoveryCodesResult {
     TotpNotEnabled(TotpNotEnabled),
 }
 
-/// Maps an expected domain failure to its GraphQL type (the one table for this transport);
-/// unexpected failures become top-level `INTERNAL_SERVER_ERROR` errors.
-pub fn user_error(e: DomainError, correlation_id: &str) -> async_graphql::Result<UserError> {
-    let message = e.to_string();
-    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-    Ok(match e {
-        DomainError::TotpAlreadyEnabled => {
-            UserError::TotpAlreadyEnabled(TotpAlreadyEnabled { code: TwoFactorErrorCode::TotpAlreadyEnabled, message })
-        }
-        DomainError::NoPendingSetup => {
-            UserError::NoPendingSetup(NoPendingSetup { code: TwoFactorErrorCode::NoPendingSetup, message })
-        }
-        DomainError::InvalidCode { attempts_remaining } => UserError::InvalidCode(InvalidCode {
-            code: TwoFactorErrorCode::InvalidCode,
-            message,
-            attempts_remaining: count(attempts_remaining),
-        }),
-        DomainError::CodeAlreadyUsed { attempts_remaining } => UserError::CodeAlreadyUsed(CodeAlreadyUsed {
-            code: TwoFactorErrorCode::CodeAlreadyUsed,
-            message,
-            attempts_remaining: count(attempts_remaining),
-        }),
-        DomainError::TooManyAttempts { retry_after_seconds } => UserError::TooManyAttempts(TooManyAttempts {
-            code: TwoFactorErrorCode::TooManyAttempts,
-            message,
-            retry_after_seconds: i32::try_from(retry_after_seconds).unwrap_or(i32::MAX),
-        }),
-        DomainError::TotpNotEnabled => {
-            UserError::TotpNotEnabled(TotpNotEnabled { code: TwoFactorErrorCode::TotpNotEnabled, message })
-        }
-        e @ (DomainError::Database(_) | DomainError::Internal(_)) => {
-            return Err(super::internal_error(correlation_id, &e));
-        }
-    })
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Converts a domain failure into a member of one result union.
-macro_rules! union_from_error {
-    ($union:ident { $($member:ident),* }) => {
+fn seconds(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn already_enabled(message: String) -> TotpAlreadyEnabled {
+    TotpAlreadyEnabled { code: TwoFactorErrorCode::TotpAlreadyEnabled, message }
+}
+
+fn invalid_code(message: String, attempts_remaining: u32) -> InvalidCode {
+    InvalidCode { code: TwoFactorErrorCode::InvalidCode, message, attempts_remaining: count(attempts_remaining) }
+}
+
+fn too_many_attempts(message: String, retry_after_seconds: u64) -> TooManyAttempts {
+    TooManyAttempts {
+        code: TwoFactorErrorCode::TooManyAttempts,
+        message,
+        retry_after_seconds: seconds(retry_after_seconds),
+    }
+}
+
+/// The failures of beginning an enrolment, as members of `PrepareTwoFactorResult` and
+/// `SetupTotpResult`.
+macro_rules! enrol_union {
+    ($union:ident) => {
         impl $union {
-            pub fn from_error(e: DomainError, correlation_id: &str) -> async_graphql::Result<Self> {
-                match user_error(e, correlation_id)? {
-                    $( UserError::$member(v) => Ok($union::$member(v)), )*
-                    #[allow(unreachable_patterns)]
-                    _ => Err(super::internal_error(correlation_id, &DomainError::Internal(
-                        concat!("unexpected error for ", stringify!($union)).into(),
-                    ))),
+            pub fn from_error(e: EnrolError, correlation_id: &str) -> async_graphql::Result<Self> {
+                let message = e.to_string();
+                match e {
+                    EnrolError::TotpAlreadyEnabled => Ok($union::TotpAlreadyEnabled(already_enabled(message))),
+                    EnrolError::Internal(e) => Err(super::internal_error(correlation_id, &e)),
                 }
             }
         }
     };
 }
 
-union_from_error!(PrepareTwoFactorResult { TotpAlreadyEnabled });
-union_from_error!(SetupTotpResult { TotpAlreadyEnabled });
-union_from_error!(EnableTotpResult { NoPendingSetup, InvalidCode, TooManyAttempts, TotpAlreadyEnabled });
-union_from_error!(VerifyTotpResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
-union_from_error!(DisableTotpResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
-union_from_error!(RegenerateRecoveryCodesResult { InvalidCode, CodeAlreadyUsed, TooManyAttempts, TotpNotEnabled });
+enrol_union!(PrepareTwoFactorResult);
+enrol_union!(SetupTotpResult);
+
+impl EnableTotpResult {
+    pub fn from_error(e: EnableError, correlation_id: &str) -> async_graphql::Result<Self> {
+        let message = e.to_string();
+        Ok(match e {
+            EnableError::TotpAlreadyEnabled => EnableTotpResult::TotpAlreadyEnabled(already_enabled(message)),
+            EnableError::NoPendingSetup => {
+                EnableTotpResult::NoPendingSetup(NoPendingSetup { code: TwoFactorErrorCode::NoPendingSetup, message })
+            }
+            EnableError::InvalidCode { attempts_remaining } => {
+                EnableTotpResult::InvalidCode(invalid_code(message, attempts_remaining))
+            }
+            EnableError::TooManyAttempts { retry_after_seconds } => {
+                EnableTotpResult::TooManyAttempts(too_many_attempts(message, retry_after_seconds))
+            }
+            EnableError::Internal(e) => return Err(super::internal_error(correlation_id, &e)),
+        })
+    }
+}
+
+/// The failures of a code check on an enabled credential, as members of the unions of verify,
+/// disable and regenerate (which have the same members).
+macro_rules! check_union {
+    ($union:ident) => {
+        impl $union {
+            pub fn from_error(e: CheckError, correlation_id: &str) -> async_graphql::Result<Self> {
+                let message = e.to_string();
+                Ok(match e {
+                    CheckError::TotpNotEnabled => {
+                        $union::TotpNotEnabled(TotpNotEnabled { code: TwoFactorErrorCode::TotpNotEnabled, message })
+                    }
+                    CheckError::InvalidCode { attempts_remaining } => {
+                        $union::InvalidCode(invalid_code(message, attempts_remaining))
+                    }
+                    CheckError::CodeAlreadyUsed { attempts_remaining } => $union::CodeAlreadyUsed(CodeAlreadyUsed {
+                        code: TwoFactorErrorCode::CodeAlreadyUsed,
+                        message,
+                        attempts_remaining: count(attempts_remaining),
+                    }),
+                    CheckError::TooManyAttempts { retry_after_seconds } => {
+                        $union::TooManyAttempts(too_many_attempts(message, retry_after_seconds))
+                    }
+                    CheckError::Internal(e) => return Err(super::internal_error(correlation_id, &e)),
+                })
+            }
+        }
+    };
+}
+
+check_union!(VerifyTotpResult);
+check_union!(DisableTotpResult);
+check_union!(RegenerateRecoveryCodesResult);
 
 impl From<service::VerificationMethod> for VerificationMethod {
     fn from(m: service::VerificationMethod) -> Self {

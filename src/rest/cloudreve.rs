@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::AuthError;
-use crate::service::DomainError;
+use crate::service::{CheckError, EnableError, EnrolError, Internal};
 use crate::web::{AppState, CorrelationId};
 
 pub const LOGIN_REQUIRED: (i32, &str) = (401, "Login required");
@@ -105,26 +105,53 @@ fn auth_failure(e: AuthError) -> Failure {
     }
 }
 
-/// The one mapping of domain failures to Cloudreve codes.
-fn domain_failure(e: DomainError) -> Failure {
-    match e {
-        DomainError::TotpAlreadyEnabled => Failure::new(ALREADY_ENABLED),
-        DomainError::InvalidCode { .. } | DomainError::CodeAlreadyUsed { .. } | DomainError::TotpNotEnabled => {
-            Failure::new(INCORRECT_CODE)
+fn too_many_attempts(retry_after_seconds: u64) -> Failure {
+    Failure {
+        code: TOO_MANY_ATTEMPTS,
+        msg: format!("Too many attempts, retry in {retry_after_seconds} seconds"),
+        detail: None,
+    }
+}
+
+/// An unexpected failure: logged once here, `50001 Database error` when the database is the
+/// cause, else the internal error; the detail only with `TWOFOLD_DEBUG`.
+fn internal(error: &Internal) -> Failure {
+    tracing::error!(%error, "internal error");
+    let code = if error.is_database() { DATABASE_ERROR } else { INTERNAL_ERROR };
+    Failure { detail: Some(error.to_string()), ..Failure::new(code) }
+}
+
+/// The Cloudreve answer to each failure of each operation (one exhaustive `match` per family).
+impl From<EnrolError> for Failure {
+    fn from(e: EnrolError) -> Self {
+        match e {
+            EnrolError::TotpAlreadyEnabled => Failure::new(ALREADY_ENABLED),
+            EnrolError::Internal(e) => internal(&e),
         }
-        DomainError::NoPendingSetup => Failure::new(NO_SESSION),
-        DomainError::TooManyAttempts { retry_after_seconds } => Failure {
-            code: TOO_MANY_ATTEMPTS,
-            msg: format!("Too many attempts, retry in {retry_after_seconds} seconds"),
-            detail: None,
-        },
-        DomainError::Database(error) => {
-            tracing::error!(%error, "database error");
-            Failure { detail: Some(error.to_string()), ..Failure::new(DATABASE_ERROR) }
+    }
+}
+
+impl From<EnableError> for Failure {
+    fn from(e: EnableError) -> Self {
+        match e {
+            EnableError::TotpAlreadyEnabled => Failure::new(ALREADY_ENABLED),
+            EnableError::NoPendingSetup => Failure::new(NO_SESSION),
+            EnableError::InvalidCode { .. } => Failure::new(INCORRECT_CODE),
+            EnableError::TooManyAttempts { retry_after_seconds } => too_many_attempts(retry_after_seconds),
+            EnableError::Internal(e) => internal(&e),
         }
-        DomainError::Internal(error) => {
-            tracing::error!(%error, "internal error");
-            Failure { detail: Some(error), ..Failure::new(INTERNAL_ERROR) }
+    }
+}
+
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        match e {
+            // Cloudreve answers a disable while 2FA is off like a wrong code.
+            CheckError::TotpNotEnabled | CheckError::InvalidCode { .. } | CheckError::CodeAlreadyUsed { .. } => {
+                Failure::new(INCORRECT_CODE)
+            }
+            CheckError::TooManyAttempts { retry_after_seconds } => too_many_attempts(retry_after_seconds),
+            CheckError::Internal(e) => internal(&e),
         }
     }
 }
@@ -152,7 +179,7 @@ pub(crate) async fn prepare(
     };
     match state.service.begin_enrolment(&viewer, false, &cid.0).await {
         Ok(enrolment) => success(Some(Value::String(enrolment.secret))),
-        Err(e) => domain_failure(e).respond(&state, &cid),
+        Err(e) => Failure::from(e).respond(&state, &cid),
     }
 }
 
@@ -210,11 +237,15 @@ pub(crate) async fn update_settings(
     let result = match change {
         None => return Failure::new(PARAMETER_ERROR).respond(&state, &cid),
         Some(SettingsChange::Nothing) => Ok(()),
-        Some(SettingsChange::Enable(code)) => state.service.enable(&viewer, &code, &cid.0).await.map(|_| ()),
-        Some(SettingsChange::Disable(code)) => state.service.disable(&viewer, &code, &cid.0).await.map(|_| ()),
+        Some(SettingsChange::Enable(code)) => {
+            state.service.enable(&viewer, &code, &cid.0).await.map(drop).map_err(Failure::from)
+        }
+        Some(SettingsChange::Disable(code)) => {
+            state.service.disable(&viewer, &code, &cid.0).await.map(drop).map_err(Failure::from)
+        }
     };
     match result {
         Ok(()) => success(None),
-        Err(e) => domain_failure(e).respond(&state, &cid),
+        Err(failure) => failure.respond(&state, &cid),
     }
 }

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
 use crate::auth::{AuthError, Viewer};
-use crate::service::DomainError;
+use crate::service::{CheckError, EnableError, EnrolError, Internal};
 use crate::web::{AppState, CorrelationId};
 
 pub const INVALID_JSON: &str = "Invalid JSON body.";
@@ -24,6 +24,7 @@ pub const NOT_ENABLED: &str = "MFA is not enabled.";
 pub const INVALID_CODE_RETRY: &str = "Invalid code. Please try again.";
 pub const INVALID_CODE: &str = "Invalid code.";
 pub const INTERNAL: &str = "Internal server error.";
+pub const UNAVAILABLE: &str = "Service unavailable.";
 
 /// `POST /api/v1/me/mfa/totp/setup` → 200.
 #[derive(Debug, Serialize, ToSchema)]
@@ -146,49 +147,60 @@ fn auth_error(e: AuthError) -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({ "code": 401, "message": message }))).into_response()
 }
 
-/// Which route a domain failure comes from (the answers differ per route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Setup,
-    Enable,
-    Disable,
-    Regenerate,
-    Verify,
+fn too_many_attempts(retry_after_seconds: u64) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many attempts. Try again in {retry_after_seconds} seconds."),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
-/// The one mapping of domain failures to Storno answers.
-fn domain_error(route: Route, e: DomainError) -> Response {
-    use DomainError as E;
-    match (route, e) {
-        (_, E::TooManyAttempts { retry_after_seconds }) => {
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many attempts. Try again in {retry_after_seconds} seconds."),
-            );
-            if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
-        (_, E::TotpAlreadyEnabled) => error(StatusCode::CONFLICT, ALREADY_ENABLED),
-        (Route::Enable, E::NoPendingSetup | E::InvalidCode { .. } | E::CodeAlreadyUsed { .. }) => {
+/// An unexpected failure: logged once here, 503 when the database is the cause (the client may
+/// retry), 500 otherwise; never any detail.
+fn internal(e: &Internal) -> Response {
+    tracing::error!(error = %e, "internal error");
+    if e.is_database() {
+        error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+    } else {
+        error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
+    }
+}
+
+/// The Storno answer to each failure of each operation (one exhaustive `match` per family).
+fn enrol_error(e: EnrolError) -> Response {
+    match e {
+        EnrolError::TotpAlreadyEnabled => error(StatusCode::CONFLICT, ALREADY_ENABLED),
+        EnrolError::Internal(e) => internal(&e),
+    }
+}
+
+fn enable_error(e: EnableError) -> Response {
+    match e {
+        EnableError::TotpAlreadyEnabled => error(StatusCode::CONFLICT, ALREADY_ENABLED),
+        // Storno answers a missing setup like a wrong code.
+        EnableError::NoPendingSetup | EnableError::InvalidCode { .. } => {
             error(StatusCode::UNPROCESSABLE_ENTITY, INVALID_CODE_RETRY)
         }
-        (Route::Verify, E::InvalidCode { .. } | E::CodeAlreadyUsed { .. }) => {
+        EnableError::TooManyAttempts { retry_after_seconds } => too_many_attempts(retry_after_seconds),
+        EnableError::Internal(e) => internal(&e),
+    }
+}
+
+/// Disable and regenerate answer a wrong code 422; the login step (`verify`) answers it 401.
+fn check_error(e: CheckError, login: bool) -> Response {
+    match e {
+        CheckError::TotpNotEnabled => error(StatusCode::BAD_REQUEST, NOT_ENABLED),
+        CheckError::InvalidCode { .. } | CheckError::CodeAlreadyUsed { .. } if login => {
             error(StatusCode::UNAUTHORIZED, INVALID_CODE)
         }
-        (_, E::InvalidCode { .. } | E::CodeAlreadyUsed { .. } | E::NoPendingSetup) => {
+        CheckError::InvalidCode { .. } | CheckError::CodeAlreadyUsed { .. } => {
             error(StatusCode::UNPROCESSABLE_ENTITY, INVALID_CODE_RETRY)
         }
-        (_, E::TotpNotEnabled) => error(StatusCode::BAD_REQUEST, NOT_ENABLED),
-        (route, E::Database(err)) => {
-            tracing::error!(error = %err, ?route, "database error");
-            error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
-        }
-        (route, E::Internal(err)) => {
-            tracing::error!(error = %err, ?route, "internal error");
-            error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
-        }
+        CheckError::TooManyAttempts { retry_after_seconds } => too_many_attempts(retry_after_seconds),
+        CheckError::Internal(e) => internal(&e),
     }
 }
 
@@ -252,7 +264,7 @@ pub(crate) async fn setup(
     };
     match state.service.begin_enrolment(&viewer, true, &cid.0).await {
         Ok(e) => Json(json!({ "secret": e.secret, "qrCode": e.qr_code, "otpauthUri": e.otpauth_uri })).into_response(),
-        Err(e) => domain_error(Route::Setup, e),
+        Err(e) => enrol_error(e),
     }
 }
 
@@ -280,7 +292,7 @@ pub(crate) async fn enable(
     };
     match state.service.enable(&viewer, &code, &cid.0).await {
         Ok(e) => Json(EnableResponse { enabled: true, backup_codes: e.recovery_codes }).into_response(),
-        Err(e) => domain_error(Route::Enable, e),
+        Err(e) => enable_error(e),
     }
 }
 
@@ -307,7 +319,7 @@ pub(crate) async fn disable(
     };
     match state.service.disable(&viewer, &code, &cid.0).await {
         Ok(_) => Json(DisableResponse { disabled: true }).into_response(),
-        Err(e) => domain_error(Route::Disable, e),
+        Err(e) => check_error(e, false),
     }
 }
 
@@ -334,7 +346,7 @@ pub(crate) async fn regenerate(
     };
     match state.service.regenerate_recovery_codes(&viewer, &code, &cid.0).await {
         Ok(codes) => Json(BackupCodesResponse { backup_codes: codes }).into_response(),
-        Err(e) => domain_error(Route::Regenerate, e),
+        Err(e) => check_error(e, false),
     }
 }
 
@@ -357,7 +369,7 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
             passkeys_count: 0,
         })
         .into_response(),
-        Err(e) => domain_error(Route::Verify, e),
+        Err(e) => internal(&e),
     }
 }
 
@@ -394,6 +406,6 @@ pub(crate) async fn verify(
     };
     match result {
         Ok(_) => Json(VerifyResponse { verified: true }).into_response(),
-        Err(e) => domain_error(Route::Verify, e),
+        Err(e) => check_error(e, true),
     }
 }
