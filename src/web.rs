@@ -101,3 +101,27 @@ pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, JsonBod
     }
     serde_json::from_slice(&bytes).map_err(|_| JsonBodyError::Malformed)
 }
+
+/// How a REST dialect answers a request without a valid bearer token.
+pub trait AuthRejection {
+    /// The dialect's answer to `error` (the request's correlation id is in `parts.extensions`).
+    fn reject(error: AuthError, parts: &axum::http::request::Parts, state: &AppState) -> axum::response::Response;
+}
+
+/// The authenticated caller of a REST route, in the dialect `D`: an extractor that answers
+/// `D`'s "unauthenticated" before the handler runs (and before its body is read).
+pub struct Caller<D>(pub Viewer, pub std::marker::PhantomData<D>);
+
+impl<D: AuthRejection> axum::extract::FromRequestParts<AppState> for Caller<D> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match state.authenticate(&parts.headers) {
+            Ok(viewer) => Ok(Caller(viewer, std::marker::PhantomData)),
+            Err(e) => Err(D::reject(e, parts, state)),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use super::{JsonBodyError, read_json};
 use crate::auth::AuthError;
 use crate::service::{CheckError, EnableError, EnrolError, Internal};
-use crate::web::{AppState, CorrelationId};
+use crate::web::{AppState, AuthRejection, Caller, CorrelationId};
 
 pub const LOGIN_REQUIRED: (i32, &str) = (401, "Login required");
 pub const INVALID_TOKEN_TYPE: (i32, &str) = (40020, "Invalid token type");
@@ -98,10 +98,21 @@ impl Failure {
     }
 }
 
-fn auth_failure(e: AuthError) -> Failure {
-    match e {
-        AuthError::WrongTokenType => Failure::new(INVALID_TOKEN_TYPE),
-        AuthError::Missing | AuthError::Invalid | AuthError::Expired => Failure::new(LOGIN_REQUIRED),
+/// Cloudreve answers an unauthenticated request in its envelope, HTTP 200.
+pub struct Cloudreve;
+
+impl AuthRejection for Cloudreve {
+    fn reject(e: AuthError, parts: &axum::http::request::Parts, state: &AppState) -> Response {
+        let failure = match e {
+            AuthError::WrongTokenType => Failure::new(INVALID_TOKEN_TYPE),
+            AuthError::Missing | AuthError::Invalid | AuthError::Expired => Failure::new(LOGIN_REQUIRED),
+        };
+        let cid = parts
+            .extensions
+            .get::<CorrelationId>()
+            .cloned()
+            .unwrap_or_else(|| CorrelationId(uuid::Uuid::new_v4().to_string()));
+        failure.respond(state, &cid)
     }
 }
 
@@ -171,12 +182,8 @@ impl From<CheckError> for Failure {
 pub(crate) async fn prepare(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
-    headers: HeaderMap,
+    Caller(viewer, _): Caller<Cloudreve>,
 ) -> Response {
-    let viewer = match state.authenticate(&headers) {
-        Ok(v) => v,
-        Err(e) => return auth_failure(e).respond(&state, &cid),
-    };
     match state.service.begin_enrolment(&viewer, false, &cid.0).await {
         Ok(enrolment) => success(Some(Value::String(enrolment.secret))),
         Err(e) => Failure::from(e).respond(&state, &cid),
@@ -223,13 +230,10 @@ fn parse_settings_change(body: &Value) -> Option<SettingsChange> {
 pub(crate) async fn update_settings(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
+    Caller(viewer, _): Caller<Cloudreve>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let viewer = match state.authenticate(&headers) {
-        Ok(v) => v,
-        Err(e) => return auth_failure(e).respond(&state, &cid),
-    };
     let change = match read_json(&headers, body).await {
         Ok(json) => parse_settings_change(&json),
         Err(JsonBodyError::TooLarge | JsonBodyError::Malformed) => None,

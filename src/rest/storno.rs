@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::{JsonBodyError, read_json};
-use crate::auth::{AuthError, Viewer};
+use crate::auth::AuthError;
 use crate::service::{CheckError, EnableError, EnrolError, Internal};
-use crate::web::{AppState, CorrelationId};
+use crate::web::{AppState, AuthRejection, Caller, CorrelationId};
 
 pub const INVALID_JSON: &str = "Invalid JSON body.";
 pub const BODY_TOO_LARGE: &str = "Request body too large.";
@@ -138,13 +138,18 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(ErrorBody { error: message.to_owned() })).into_response()
 }
 
-fn auth_error(e: AuthError) -> Response {
-    let message = match e {
-        AuthError::Missing => "JWT Token not found",
-        AuthError::Expired => "Expired JWT Token",
-        AuthError::Invalid | AuthError::WrongTokenType => "Invalid JWT Token",
-    };
-    (StatusCode::UNAUTHORIZED, Json(json!({ "code": 401, "message": message }))).into_response()
+/// Storno's JWT layer answers `{"code":401,"message":…}`.
+pub struct Storno;
+
+impl AuthRejection for Storno {
+    fn reject(e: AuthError, _: &axum::http::request::Parts, _: &AppState) -> Response {
+        let message = match e {
+            AuthError::Missing => "JWT Token not found",
+            AuthError::Expired => "Expired JWT Token",
+            AuthError::Invalid | AuthError::WrongTokenType => "Invalid JWT Token",
+        };
+        (StatusCode::UNAUTHORIZED, Json(json!({ "code": 401, "message": message }))).into_response()
+    }
 }
 
 fn too_many_attempts(retry_after_seconds: u64) -> Response {
@@ -228,22 +233,6 @@ async fn code_from_body(headers: &HeaderMap, body: Body) -> Result<(String, Valu
     Ok((code, json))
 }
 
-fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, Response> {
-    state.authenticate(headers).map_err(auth_error)
-}
-
-/// The caller and the `{code}` of the body, in Storno's order: authentication first (401), then
-/// the body (400).
-async fn authenticated_code(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Viewer, String, Value), Response> {
-    let viewer = viewer(state, headers)?;
-    let (code, json) = code_from_body(headers, body).await?;
-    Ok((viewer, code, json))
-}
-
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/setup", tag = "Storno",
     summary = "Setup TOTP: a new pending secret with its QR code",
     description = "Replaces any pending secret (the old QR code stops working). Refused while TOTP is enabled.",
@@ -256,12 +245,8 @@ async fn authenticated_code(
 pub(crate) async fn setup(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
-    headers: HeaderMap,
+    Caller(viewer, _): Caller<Storno>,
 ) -> Response {
-    let viewer = match viewer(&state, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     match state.service.begin_enrolment(&viewer, true, &cid.0).await {
         Ok(e) => Json(json!({ "secret": e.secret, "qrCode": e.qr_code, "otpauthUri": e.otpauth_uri })).into_response(),
         Err(e) => enrol_error(e),
@@ -283,10 +268,11 @@ pub(crate) async fn setup(
 pub(crate) async fn enable(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
+    Caller(viewer, _): Caller<Storno>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
+    let (code, _) = match code_from_body(&headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -310,10 +296,11 @@ pub(crate) async fn enable(
 pub(crate) async fn disable(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
+    Caller(viewer, _): Caller<Storno>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
+    let (code, _) = match code_from_body(&headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -337,10 +324,11 @@ pub(crate) async fn disable(
 pub(crate) async fn regenerate(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
+    Caller(viewer, _): Caller<Storno>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (viewer, code, _) = match authenticated_code(&state, &headers, body).await {
+    let (code, _) = match code_from_body(&headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -357,11 +345,7 @@ pub(crate) async fn regenerate(
         (status = 200, description = "The caller's status", body = StatusResponse),
         (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
     ))]
-pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let viewer = match viewer(&state, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub(crate) async fn status(State(state): State<AppState>, Caller(viewer, _): Caller<Storno>) -> Response {
     match state.service.status(&viewer.user_id).await {
         Ok(s) => Json(StatusResponse {
             totp_enabled: s.enabled,
@@ -386,10 +370,11 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
 pub(crate) async fn verify(
     State(state): State<AppState>,
     Extension(cid): Extension<CorrelationId>,
+    Caller(viewer, _): Caller<Storno>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (viewer, code, json) = match authenticated_code(&state, &headers, body).await {
+    let (code, json) = match code_from_body(&headers, body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
