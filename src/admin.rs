@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::crypto::{CryptoError, Keyring};
-use crate::store::{Reseal, Store};
+use crate::store::{Reseal, Sealed, Store};
 
 /// What `twofold admin reseal` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,8 @@ pub enum ResealError {
     Database(#[from] crate::store::Error),
 }
 
-/// Re-encrypts every stored TOTP secret under the current key in one transaction (SPEC §10),
+/// Re-encrypts every stored TOTP secret and assertion signing key under the current key in one
+/// transaction (SPEC §10),
 /// so an old key can be retired without waiting for each user to log in. Refuses, changing
 /// nothing, when any secret is sealed under a key the keyring does not have.
 pub async fn reseal(store: &Store, keys: Arc<Keyring>) -> Result<ResealReport, ResealError> {
@@ -45,13 +46,19 @@ pub async fn reseal(store: &Store, keys: Arc<Keyring>) -> Result<ResealReport, R
     }
     let ring = keys.clone();
     let resealed = store
-        .reseal_secrets(move |row| {
+        .reseal_secrets(move |sealed| {
             let keys = &ring;
-            if !keys.is_stale(&row.key_id) {
+            if !keys.is_stale(sealed.key_id()) {
                 return Ok(None);
             }
-            let plain = keys.open(&row.user_id, &row.key_id, &row.secret)?;
-            let (secret, key_id) = keys.seal(&row.user_id, &plain)?;
+            let (aad, key_id, secret) = match sealed {
+                Sealed::TotpSecret { user_id, key_id, secret } => (user_id.to_owned(), key_id, secret),
+                Sealed::AssertionKey { kid, key_id, secret } => {
+                    (crate::assertion::sealing_context(kid), key_id, secret)
+                }
+            };
+            let plain = keys.open(&aad, key_id, secret)?;
+            let (secret, key_id) = keys.seal(&aad, &plain)?;
             Ok::<_, CryptoError>(Some(Reseal { secret, key_id }))
         })
         .await??;

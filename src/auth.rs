@@ -159,6 +159,11 @@ fn check_no_crit(token: &str) -> Result<(), &'static str> {
     if header.contains_key("crit") {
         return Err("header has `crit` (no JWS extension is understood)");
     }
+    // Twofold's own verification assertions prove a second factor to the host application; they
+    // are never bearer tokens, whatever key would check them.
+    if header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(crate::assertion::TYP)) {
+        return Err("header `typ` is a Twofold verification assertion, not an access token");
+    }
     Ok(())
 }
 

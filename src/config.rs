@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey};
 
+use crate::assertion::AssertionSettings;
 use crate::auth::{Authenticator, ClaimRules};
 use crate::crypto::{self, Keyring};
 use crate::service::ServiceSettings;
@@ -24,6 +25,7 @@ Quick start:
                                mint a bearer token with TWOFOLD_JWT_SECRET
   twofold schema > schema.graphql
   twofold admin reseal         re-encrypt stored secrets under the current TWOFOLD_ENCRYPTION_KEY
+  twofold assertion-key rotate new key for signing verification assertions
   TWOFOLD_DATABASE_URL=postgres://postgres@127.0.0.1/twofold TWOFOLD_ENCRYPTION_KEY=... twofold migrate
 
 Durations are integer seconds or a number with a unit: 600, 600s, 10m, 1h, 7d.";
@@ -50,11 +52,24 @@ pub enum Command {
     Schema,
     /// Mint a bearer token signed with the configured JWT key (for operators and tests).
     Token(TokenArgs),
+    /// The keys that sign verification assertions (SPEC §7).
+    AssertionKey {
+        #[command(subcommand)]
+        command: AssertionKeyCommand,
+    },
     /// Operator tasks on the configured database (no token needed).
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssertionKeyCommand {
+    /// Make a new current signing key. The previous key stays in the JWK Set for at least
+    /// TWOFOLD_ASSERTION_TTL (so assertions signed just before still verify); every running
+    /// instance signs with the new key within 60 s.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +190,19 @@ pub struct Settings {
     /// How long a lockout lasts, in seconds (1–86400).
     #[arg(long, env = "TWOFOLD_LOCKOUT_SECONDS", default_value_t = 300, global = true)]
     pub lockout_seconds: u64,
+
+    /// The URL the host application reaches Twofold at: the `iss` of verification assertions
+    /// [default: http://<TWOFOLD_BIND>].
+    #[arg(long, env = "TWOFOLD_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// The `aud` claim of verification assertions (e.g. the host application's id); none if unset.
+    #[arg(long, env = "TWOFOLD_ASSERTION_AUDIENCE", global = true)]
+    pub assertion_audience: Option<String>,
+
+    /// Lifetime of a verification assertion (10s–1h).
+    #[arg(long, env = "TWOFOLD_ASSERTION_TTL", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub assertion_ttl: Duration,
 
     /// 32-byte base64 key encrypting TOTP secrets at rest (AES-256-GCM). Without it, SQLite
     /// deployments generate `twofold.key` beside the database; PostgreSQL refuses to start.
@@ -444,6 +472,16 @@ impl Settings {
                 self.pending_ttl.as_secs()
             ));
         }
+        if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&self.assertion_ttl) {
+            return err(format!(
+                "TWOFOLD_ASSERTION_TTL must be between 10s and 1h (got {} seconds)",
+                self.assertion_ttl.as_secs()
+            ));
+        }
+        let public_url = self.public_url.clone().filter(|u| !u.trim().is_empty());
+        if public_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return err("TWOFOLD_PUBLIC_URL must be an http:// or https:// URL");
+        }
         Ok(ServiceSettings {
             issuer: self.issuer.clone(),
             pending_ttl: self.pending_ttl,
@@ -451,6 +489,11 @@ impl Settings {
             params: self.totp_params()?,
             max_failed_attempts: self.max_failed_attempts,
             lockout: Duration::from_secs(self.lockout_seconds),
+            assertion: AssertionSettings {
+                issuer: public_url.unwrap_or_else(|| format!("http://{}", self.bind)),
+                audience: self.assertion_audience.clone().filter(|a| !a.is_empty()),
+                ttl: self.assertion_ttl,
+            },
         })
     }
 

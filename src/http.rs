@@ -27,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/.well-known/jwks.json", get(jwks))
         .merge(crate::graphql_http::routes())
         .merge(crate::rest::cloudreve::routes())
         .merge(crate::rest::storno::routes())
@@ -110,6 +111,22 @@ async fn metrics_text() -> Response {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// The JWK Set that verification assertions are checked against (SPEC §7): public keys only,
+/// cacheable for 5 minutes (a rotated-out key stays listed longer than that).
+async fn jwks(State(state): State<AppState>) -> Response {
+    match state.service.jwks().await {
+        Ok(set) => (
+            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")],
+            set.to_string(),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "the assertion keys could not be loaded");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "Service unavailable."}))).into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -4,6 +4,7 @@
 //! Data flows one way: transport ([`graphql`], [`rest`]) → [`service`] → [`store`] / [`totp`].
 
 pub mod admin;
+pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 use twofold::auth::{MintClaims, mint};
 use twofold::clock::{Clock, SystemClock};
-use twofold::config::{AdminCommand, Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs};
+use twofold::config::{
+    AdminCommand, AssertionKeyCommand, Cli, Command, ConfigError, LogFormat, MigrateDirection, Settings, TokenArgs,
+};
 use twofold::service::TwoFactor;
 use twofold::{AppState, HttpOptions, graphql};
 
@@ -55,6 +57,9 @@ fn main() -> ExitCode {
     if let Command::Admin { command: AdminCommand::Reseal } = command {
         return runtime.block_on(reseal(&cli.settings));
     }
+    if let Command::AssertionKey { command: AssertionKeyCommand::Rotate } = command {
+        return runtime.block_on(rotate_assertion_key(&cli.settings));
+    }
     let result = runtime.block_on(async {
         match command {
             Command::Migrate { direction } => migrate(&cli.settings, direction).await,
@@ -82,6 +87,33 @@ async fn migrate(settings: &Settings, direction: MigrateDirection) -> Result<(),
     result.map_err(|e| ConfigError(format!("migration failed: {e}")))?;
     tracing::info!(?direction, "migrations done");
     Ok(())
+}
+
+/// `twofold assertion-key rotate`: a new current signing key; prints its `kid`.
+async fn rotate_assertion_key(settings: &Settings) -> ExitCode {
+    let run = async {
+        settings.validate()?;
+        let keys = settings.keyring()?;
+        let store = twofold::connect_and_migrate(&settings.database_url, 2)
+            .await
+            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+        let now = SystemClock.now_ms();
+        twofold::assertion::rotate(&store, &keys, now).await.map_err(|e| ConfigError(format!("rotation failed: {e}")))
+    };
+    match run.await {
+        Ok(kid) => {
+            println!("New assertion signing key: {kid}");
+            println!(
+                "The previous key stays in /.well-known/jwks.json for the assertions' lifetime; running instances \
+                 sign with the new one within 60 s."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("twofold: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `twofold admin reseal`: 0 when done, 1 when a secret is under an unknown key (nothing
@@ -167,6 +199,8 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let service = TwoFactor::new(store, Arc::new(keys), service_settings, clock);
+    // The deployment's assertion signing key: created by the first instance to start.
+    service.jwks().await.map_err(|e| ConfigError(format!("cannot load the assertion signing keys: {e}")))?;
 
     let mut options = HttpOptions { debug: settings.debug, playground_authorization: None };
     let demo_token = match &jwt.dev_secret {

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_two_factor_tables;
 mod m20261129_000001_credentials_fillfactor;
 mod m20261201_000001_recovery_code_key_id;
+mod m20261201_000002_assertion_keys;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_two_factor_tables::Migration),
             Box::new(m20261129_000001_credentials_fillfactor::Migration),
             Box::new(m20261201_000001_recovery_code_key_id::Migration),
+            Box::new(m20261201_000002_assertion_keys::Migration),
         ]
     }
 }

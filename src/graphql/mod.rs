@@ -7,6 +7,7 @@ mod types;
 
 use async_graphql::{Context, EmptySubscription, ErrorExtensions, Object, SDLExportOptions, Schema};
 
+use crate::assertion::{NONCE_RULE, Nonce};
 use crate::auth::{AuthError, Viewer};
 use crate::service::{Internal, TwoFactor};
 pub use types::*;
@@ -138,27 +139,37 @@ impl Mutation {
         }
     }
 
-    /// Verifies a TOTP code (the login step). Each code's time step is accepted once.
+    /// Verifies a TOTP code (the login step). Each code's time step is accepted once. A success
+    /// carries a signed `assertion` for the host application's backend.
     async fn verify_totp(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "A current code from the authenticator app.")] code: String,
+        #[graphql(desc = "Echoed in the assertion's `nonce` claim (1–255 characters of visible ASCII), so the \
+                          backend can tie the assertion to the login it started.")]
+        nonce: Option<String>,
     ) -> async_graphql::Result<VerifyTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data.service.verify(viewer, &code, &data.correlation_id).await {
+        let nonce = parse_nonce(nonce.as_deref())?;
+        match data.service.verify(viewer, &code, nonce.as_ref(), &data.correlation_id).await {
             Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
             Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
         }
     }
 
-    /// Verifies with a single-use recovery code instead of a TOTP code.
+    /// Verifies with a single-use recovery code instead of a TOTP code (with an `assertion`, as
+    /// `verifyTotp`).
     async fn use_recovery_code(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "One unused recovery code, in any case, with or without dashes.")] code: String,
+        #[graphql(desc = "Echoed in the assertion's `nonce` claim (1–255 characters of visible ASCII).")] nonce: Option<
+            String,
+        >,
     ) -> async_graphql::Result<VerifyTotpResult> {
         let (data, viewer) = caller(ctx)?;
-        match data.service.use_recovery_code(viewer, &code, &data.correlation_id).await {
+        let nonce = parse_nonce(nonce.as_deref())?;
+        match data.service.use_recovery_code(viewer, &code, nonce.as_ref(), &data.correlation_id).await {
             Ok(v) => Ok(VerifyTotpResult::TotpVerified(verified(v, viewer))),
             Err(e) => VerifyTotpResult::from_error(e, &data.correlation_id),
         }
@@ -196,5 +207,20 @@ impl Mutation {
 }
 
 fn verified(v: crate::service::Verified, viewer: &Viewer) -> TotpVerified {
-    TotpVerified { verified_at: DateTime(v.at), method: v.method.into(), user_id: viewer.user_id.clone() }
+    TotpVerified {
+        verified_at: DateTime(v.at),
+        method: v.method.into(),
+        assertion: v.assertion,
+        user_id: viewer.user_id.clone(),
+    }
+}
+
+/// A valid nonce, or a top-level `BAD_USER_INPUT` error (nothing is checked or counted).
+fn parse_nonce(nonce: Option<&str>) -> async_graphql::Result<Option<Nonce>> {
+    match nonce {
+        None => Ok(None),
+        Some(text) => Nonce::parse(text).map(Some).ok_or_else(|| {
+            async_graphql::Error::new(NONCE_RULE).extend_with(|_, ext| ext.set("code", "BAD_USER_INPUT"))
+        }),
+    }
 }

@@ -185,6 +185,11 @@ pub struct TotpVerified {
     pub verified_at: DateTime,
     /// Whether a TOTP code or a recovery code was used.
     pub method: VerificationMethod,
+    /// Proof of this verification for the host application's backend: a compact JWS (EdDSA,
+    /// `typ` `twofold-verification+jwt`) with `iss`, `sub`, `aud` (when configured), `iat`, `exp`,
+    /// `jti`, `auth_time`, `amr` and the `nonce` given. Check it against
+    /// `/.well-known/jwks.json`; it is never accepted as a bearer token.
+    pub assertion: String,
     #[graphql(skip)]
     pub user_id: String,
 }

@@ -10,6 +10,13 @@ pub mod storno;
 
 pub use crate::web::{JsonBodyError, read_json};
 
+/// A request body (as [`read_json`] returns it) deserialized into a dialect's request type, or
+/// `None` when it does not fit. Only a JSON object is taken: serde would also fill a struct from
+/// an array, by position.
+pub(crate) fn from_object<'a, T: serde::Deserialize<'a>>(json: &'a serde_json::Value) -> Option<T> {
+    if json.is_object() { T::deserialize(json).ok() } else { None }
+}
+
 /// [`openapi`] as pretty JSON, computed once.
 pub fn openapi_json() -> &'static str {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();

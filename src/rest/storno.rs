@@ -7,11 +7,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{JsonBodyError, read_json};
+use super::{JsonBodyError, from_object, read_json};
+use crate::assertion::Nonce;
 use crate::auth::AuthError;
 use crate::service::{CheckError, EnableError, EnrolError, Internal};
 use crate::web::{AppState, AuthRejection, Caller, CorrelationId};
@@ -25,28 +27,33 @@ pub const INVALID_CODE_RETRY: &str = "Invalid code. Please try again.";
 pub const INVALID_CODE: &str = "Invalid code.";
 pub const INTERNAL: &str = "Internal server error.";
 pub const UNAVAILABLE: &str = "Service unavailable.";
+pub const INVALID_NONCE: &str = "Invalid nonce.";
 
 /// `POST /api/v1/me/mfa/totp/setup` → 200.
+// Fields in alphabetical order: the body's keys have always been sent in that order.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetupResponse {
-    /// Base32 secret for manual entry.
-    #[schema(example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
-    pub secret: String,
-    /// `data:image/png;base64,…` 300×300 greyscale PNG QR code of `otpauthUri`.
-    #[schema(example = "data:image/png;base64,iVBORw0KGgo…")]
-    pub qr_code: String,
     #[schema(
         example = "otpauth://totp/Twofold:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Twofold&algorithm=SHA1&digits=6&period=30"
     )]
     pub otpauth_uri: String,
+    /// `data:image/png;base64,…` 300×300 greyscale PNG QR code of `otpauthUri`.
+    #[schema(example = "data:image/png;base64,iVBORw0KGgo…")]
+    pub qr_code: String,
+    /// Base32 secret for manual entry.
+    #[schema(example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
+    pub secret: String,
 }
 
 /// `{code}`: a TOTP code (or, for disable, a recovery code).
+// Other fields are ignored; a `code` of another JSON type is `Invalid JSON body.`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CodeRequest {
-    #[schema(example = "123456")]
-    pub code: String,
+    // Absent, null or blank is answered `Missing code.` (see `required_code`), so the document
+    // shows the required string it has to be.
+    #[schema(value_type = String, example = "123456")]
+    pub code: Option<String>,
 }
 
 /// Kind of code sent to `verify`.
@@ -60,10 +67,27 @@ pub enum CodeType {
 /// `{code, type}` for `verify`; `type` defaults to `totp`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyRequest {
-    #[schema(example = "123456")]
-    pub code: String,
-    #[serde(rename = "type")]
+    // As in `CodeRequest`.
+    #[schema(value_type = String, example = "123456")]
+    pub code: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "variant_name")]
     pub kind: Option<CodeType>,
+    /// Echoed in the assertion's `nonce` claim: 1–255 characters of visible ASCII (`!` to `~`).
+    #[schema(example = "login-7f3a9c")]
+    pub nonce: Option<String>,
+}
+
+/// An optional enum field given as the name of a unit variant (or null). Serde's own enum
+/// representation would also take the map form `{"totp": null}`, which is not a `type`.
+fn variant_name<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(name) => T::deserialize(name.into_deserializer()).map(Some),
+    }
 }
 
 /// `enable` → 200: the 10 recovery ("backup") codes, shown once.
@@ -105,6 +129,9 @@ pub struct StatusResponse {
 pub struct VerifyResponse {
     #[schema(example = true)]
     pub verified: bool,
+    /// The signed assertion of this verification (SPEC §7): a compact JWS to check against
+    /// `/.well-known/jwks.json`.
+    pub assertion: String,
 }
 
 /// Every Storno error but authentication: `{"error": "…"}`.
@@ -148,7 +175,8 @@ impl AuthRejection for Storno {
             AuthError::Expired => "Expired JWT Token",
             AuthError::Invalid | AuthError::WrongTokenType => "Invalid JWT Token",
         };
-        (StatusCode::UNAUTHORIZED, Json(json!({ "code": 401, "message": message }))).into_response()
+        let body = JwtErrorBody { code: StatusCode::UNAUTHORIZED.as_u16(), message: message.to_owned() };
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
     }
 }
 
@@ -216,21 +244,50 @@ fn body_error(e: JsonBodyError) -> Response {
     }
 }
 
-/// `{code}` (and for verify `type`) from a JSON body, or the 400 answer.
-async fn code_from_body(headers: &HeaderMap, body: Body) -> Result<(String, Value), Response> {
-    let json = read_json(headers, body).await.map_err(body_error)?;
-    let Some(obj) = json.as_object() else {
-        return Err(error(StatusCode::BAD_REQUEST, INVALID_JSON));
-    };
-    let code = match obj.get("code") {
-        None | Some(Value::Null) => return Err(error(StatusCode::BAD_REQUEST, MISSING_CODE)),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            return Err(error(StatusCode::BAD_REQUEST, MISSING_CODE));
+/// `T` from a JSON body; one that is not an object, or not of `T`'s shape, is `Invalid JSON body.`
+fn parse_body<'a, T: Deserialize<'a>>(json: &'a Value) -> Result<T, &'static str> {
+    from_object(json).ok_or(INVALID_JSON)
+}
+
+/// The `code` of a request: absent, null or blank is `Missing code.`
+fn required_code(code: Option<String>) -> Result<String, &'static str> {
+    code.filter(|code| !code.trim().is_empty()).ok_or(MISSING_CODE)
+}
+
+/// The code of a [`CodeRequest`] body, or the message of the 400 answer.
+fn code_request(json: &Value) -> Result<String, &'static str> {
+    let CodeRequest { code } = parse_body(json)?;
+    required_code(code)
+}
+
+/// The code and its kind from a [`VerifyRequest`] body, or the message of the 400 answer.
+fn verify_request(json: &Value) -> Result<(String, CodeType, Option<Nonce>), &'static str> {
+    match parse_body::<VerifyRequest>(json) {
+        Ok(VerifyRequest { code, kind, nonce }) => {
+            let code = required_code(code)?;
+            let nonce = match nonce {
+                None => None,
+                Some(text) => Some(Nonce::parse(&text).ok_or(INVALID_NONCE)?),
+            };
+            Ok((code, kind.unwrap_or(CodeType::Totp), nonce))
         }
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(error(StatusCode::BAD_REQUEST, INVALID_JSON)),
-    };
-    Ok((code, json))
+        // `code` is checked before `type`: a body without a usable code is `Missing code.`
+        // whatever its `type` holds.
+        Err(invalid) => {
+            code_request(json)?;
+            Err(invalid)
+        }
+    }
+}
+
+/// Reads a request body and parses it with `parse`, or answers 400 (413 when too large).
+async fn request_body<T>(
+    headers: &HeaderMap,
+    body: Body,
+    parse: impl FnOnce(&Value) -> Result<T, &'static str>,
+) -> Result<T, Response> {
+    let json = read_json(headers, body).await.map_err(body_error)?;
+    parse(&json).map_err(|message| error(StatusCode::BAD_REQUEST, message))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/setup", tag = "Storno",
@@ -248,7 +305,11 @@ pub(crate) async fn setup(
     Caller(viewer, _): Caller<Storno>,
 ) -> Response {
     match state.service.begin_enrolment(&viewer, true, &cid.0).await {
-        Ok(e) => Json(json!({ "secret": e.secret, "qrCode": e.qr_code, "otpauthUri": e.otpauth_uri })).into_response(),
+        Ok(e) => {
+            // Always `Some`: the QR code is asked for above.
+            let qr_code = e.qr_code.unwrap_or_default();
+            Json(SetupResponse { otpauth_uri: e.otpauth_uri, qr_code, secret: e.secret }).into_response()
+        }
         Err(e) => enrol_error(e),
     }
 }
@@ -272,7 +333,7 @@ pub(crate) async fn enable(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (code, _) = match code_from_body(&headers, body).await {
+    let code = match request_body(&headers, body, code_request).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -300,7 +361,7 @@ pub(crate) async fn disable(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (code, _) = match code_from_body(&headers, body).await {
+    let code = match request_body(&headers, body, code_request).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -316,7 +377,7 @@ pub(crate) async fn disable(
     request_body = CodeRequest,
     responses(
         (status = 200, description = "The new set, shown once; the old set no longer works", body = BackupCodesResponse),
-        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.`, `Invalid nonce.` or `Invalid JSON body.`", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
         (status = 422, description = "Wrong or replayed code", body = ErrorBody, example = json!({"error": "Invalid code. Please try again."})),
         (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again"))),
@@ -328,7 +389,7 @@ pub(crate) async fn regenerate(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (code, _) = match code_from_body(&headers, body).await {
+    let code = match request_body(&headers, body, code_request).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -362,8 +423,8 @@ pub(crate) async fn status(State(state): State<AppState>, Caller(viewer, _): Cal
     security(("bearer" = [])),
     request_body = VerifyRequest,
     responses(
-        (status = 200, description = "Verified", body = VerifyResponse),
-        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody),
+        (status = 200, description = "Verified, with the signed assertion of SPEC §7", body = VerifyResponse),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.`, `Invalid nonce.` or `Invalid JSON body.`", body = ErrorBody),
         (status = 401, description = "Wrong or replayed code (`{\"error\":\"Invalid code.\"}`), or a missing/invalid/expired token (`{\"code\":401,\"message\":…}`)", body = ErrorBody, example = json!({"error": "Invalid code."})),
         (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again")), example = json!({"error": "Too many attempts. Try again in 300 seconds."})),
     ))]
@@ -374,23 +435,49 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (code, json) = match code_from_body(&headers, body).await {
+    let (code, kind, nonce) = match request_body(&headers, body, verify_request).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let backup = match json.get("type") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(t)) if t == "totp" => false,
-        Some(Value::String(t)) if t == "backup" => true,
-        Some(_) => return error(StatusCode::BAD_REQUEST, INVALID_JSON),
-    };
-    let result = if backup {
-        state.service.use_recovery_code(&viewer, &code, &cid.0).await
-    } else {
-        state.service.verify(&viewer, &code, &cid.0).await
+    let result = match kind {
+        CodeType::Backup => state.service.use_recovery_code(&viewer, &code, nonce.as_ref(), &cid.0).await,
+        CodeType::Totp => state.service.verify(&viewer, &code, nonce.as_ref(), &cid.0).await,
     };
     match result {
-        Ok(_) => Json(VerifyResponse { verified: true }).into_response(),
+        Ok(v) => Json(VerifyResponse { verified: true, assertion: v.assertion }).into_response(),
         Err(e) => check_error(e, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The body rules of SPEC §5, edge cases included (they used to be hand-written on a `Value`).
+    #[test]
+    fn request_bodies() {
+        let code = |body: Value| code_request(&body);
+        let verify =
+            |body: Value| verify_request(&body).map(|(code, kind, _)| (code, matches!(kind, CodeType::Backup)));
+        assert_eq!(code(json!({"code": "123456", "other": [1]})), Ok("123456".to_owned()));
+        assert_eq!(code(json!({"code": " 12 "})), Ok(" 12 ".to_owned()));
+        for missing in [json!({}), json!({"code": null}), json!({"code": ""}), json!({"code": " \t\u{a0}"})] {
+            assert_eq!(code(missing), Err(MISSING_CODE));
+        }
+        for invalid in [json!(["123456"]), json!("123456"), json!(null), json!({"code": 123456}), json!({"code": {}})] {
+            assert_eq!(code(invalid), Err(INVALID_JSON));
+        }
+        assert_eq!(verify(json!({"code": "1"})), Ok(("1".to_owned(), false)));
+        assert_eq!(verify(json!({"code": "1", "type": null})), Ok(("1".to_owned(), false)));
+        assert_eq!(verify(json!({"code": "1", "type": "totp"})), Ok(("1".to_owned(), false)));
+        assert_eq!(verify(json!({"code": "1", "type": "backup"})), Ok(("1".to_owned(), true)));
+        for invalid in [json!("Backup"), json!(""), json!(1), json!({"backup": null}), json!(["backup"])] {
+            assert_eq!(verify(json!({"code": "1", "type": invalid})), Err(INVALID_JSON));
+            // The code is checked first.
+            assert_eq!(verify(json!({"code": " ", "type": invalid})), Err(MISSING_CODE));
+            assert_eq!(verify(json!({"code": 1, "type": invalid})), Err(INVALID_JSON));
+        }
+        assert_eq!(verify(json!(["1", "backup"])), Err(INVALID_JSON));
     }
 }

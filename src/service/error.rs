@@ -16,6 +16,8 @@ pub enum Internal {
     Crypto(#[from] CryptoError),
     #[error("QR code: {0}")]
     Qr(#[from] QrError),
+    #[error(transparent)]
+    Assertion(#[from] crate::assertion::Error),
     #[error("the operating system's random number generator failed")]
     Random,
     #[error("stored credential is malformed: {0}")]
@@ -25,7 +27,7 @@ pub enum Internal {
 impl Internal {
     /// Whether the database is the cause (dialects answer it with their own code).
     pub fn is_database(&self) -> bool {
-        matches!(self, Internal::Store(_))
+        matches!(self, Internal::Store(_) | Internal::Assertion(crate::assertion::Error::Store(_)))
     }
 }
 

@@ -12,6 +12,7 @@ mod events;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::assertion::{self, AssertionSettings, Assertions, Nonce};
 use crate::audit::AuditLog;
 use crate::auth::Viewer;
 use crate::clock::Clock;
@@ -32,6 +33,8 @@ pub struct ServiceSettings {
     pub params: TotpParams,
     pub max_failed_attempts: u32,
     pub lockout: Duration,
+    /// What verification assertions say (SPEC §7).
+    pub assertion: AssertionSettings,
 }
 
 impl Default for ServiceSettings {
@@ -43,6 +46,7 @@ impl Default for ServiceSettings {
             params: TotpParams::default(),
             max_failed_attempts: 5,
             lockout: Duration::from_secs(300),
+            assertion: AssertionSettings::default(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum VerificationMethod {
 pub struct Verified {
     pub at: i64,
     pub method: VerificationMethod,
+    /// The signed assertion of this verification (SPEC §7).
+    pub assertion: String,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +110,7 @@ pub struct TwoFactor {
     settings: Arc<ServiceSettings>,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    assertions: Arc<Assertions>,
 }
 
 /// A fresh recovery-code set: the codes shown once, their hashes, and the key that hashed them.
@@ -117,7 +124,9 @@ impl TwoFactor {
     /// Builds the service and starts its audit writer (needs a Tokio runtime).
     pub fn new(store: Store, keys: Arc<Keyring>, settings: ServiceSettings, clock: Arc<dyn Clock>) -> Self {
         let audit = AuditLog::start(store.clone());
-        TwoFactor { store, keys, settings: Arc::new(settings), clock, audit }
+        let assertions =
+            Arc::new(Assertions::new(store.clone(), keys.clone(), settings.assertion.clone(), clock.clone()));
+        TwoFactor { store, keys, settings: Arc::new(settings), clock, audit, assertions }
     }
 
     /// Waits until every audit event recorded so far is written (reads and shutdown call this).
@@ -221,33 +230,51 @@ impl TwoFactor {
         Ok(Enabled { recovery_codes: codes, enabled_at: now })
     }
 
+    /// The JWK Set that verification assertions are checked against (`/.well-known/jwks.json`).
+    pub async fn jwks(&self) -> Result<Arc<str>, Internal> {
+        Ok(self.assertions.jwks().await?)
+    }
+
     /// Verify a TOTP code at login. Each time step is accepted once; a secret under an old key
-    /// is re-sealed under the current one on the way.
-    pub async fn verify(&self, viewer: &Viewer, code: &str, correlation_id: &str) -> Result<Verified, CheckError> {
+    /// is re-sealed under the current one on the way. The answer carries a signed assertion
+    /// (echoing `nonce`).
+    pub async fn verify(
+        &self,
+        viewer: &Viewer,
+        code: &str,
+        nonce: Option<&Nonce>,
+        correlation_id: &str,
+    ) -> Result<Verified, CheckError> {
         let user = viewer.user_id.as_str();
         let now = self.now_ms();
+        let signer = self.assertions.signer().await.map_err(Internal::from)?;
         let judge = self.judge(user, code, now);
         self.check(user, now, correlation_id, move |cred| {
             judge.step(cred, true, |step, reseal| Change::ConsumeStep { step, reseal })
         })
         .await?;
         self.audit(user, EventKind::Verified, now, correlation_id).await;
-        Ok(Verified { at: now, method: VerificationMethod::Totp })
+        let assertion = signer.sign(user, assertion::Method::Otp, now, nonce).map_err(Internal::from)?;
+        Ok(Verified { at: now, method: VerificationMethod::Totp, assertion })
     }
 
-    /// Verify with a single-use recovery code instead of a TOTP code.
+    /// Verify with a single-use recovery code instead of a TOTP code (with an assertion, as
+    /// [`TwoFactor::verify`]).
     pub async fn use_recovery_code(
         &self,
         viewer: &Viewer,
         code: &str,
+        nonce: Option<&Nonce>,
         correlation_id: &str,
     ) -> Result<Verified, CheckError> {
         let user = viewer.user_id.as_str();
         let now = self.now_ms();
+        let signer = self.assertions.signer().await.map_err(Internal::from)?;
         let hashes = self.recovery_hashes(user, code);
         self.check(user, now, correlation_id, move |cred| decide::recovery(cred, now, hashes, false)).await?;
         self.audit(user, EventKind::RecoveryCodeUsed, now, correlation_id).await;
-        Ok(Verified { at: now, method: VerificationMethod::RecoveryCode })
+        let assertion = signer.sign(user, assertion::Method::RecoveryCode, now, nonce).map_err(Internal::from)?;
+        Ok(Verified { at: now, method: VerificationMethod::RecoveryCode, assertion })
     }
 
     /// How many unused recovery codes the user has.

@@ -139,6 +139,39 @@ pub struct Event {
     pub correlation_id: Option<String>,
 }
 
+/// An Ed25519 key that signs verification assertions (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionKey {
+    /// The key's `kid` in JWS headers and the JWK Set.
+    pub kid: String,
+    /// The private key (32-byte seed), sealed under the encryption key `key_id`.
+    pub secret: Vec<u8>,
+    pub key_id: String,
+    /// The 32-byte public key.
+    pub public_key: Vec<u8>,
+    /// Whether it is the key new assertions are signed with.
+    pub current: bool,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// A sealed value that [`Store::reseal_secrets`] offers for re-sealing.
+#[derive(Debug, Clone, Copy)]
+pub enum Sealed<'a> {
+    /// A user's TOTP secret (pending or enabled).
+    TotpSecret { user_id: &'a str, key_id: &'a str, secret: &'a [u8] },
+    /// An assertion signing key.
+    AssertionKey { kid: &'a str, key_id: &'a str, secret: &'a [u8] },
+}
+
+impl Sealed<'_> {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Sealed::TotpSecret { key_id, .. } | Sealed::AssertionKey { key_id, .. } => key_id,
+        }
+    }
+}
+
 /// Rows [`Store::reseal_secrets`] reads at a time.
 pub const RESEAL_PAGE: u64 = 1_000;
 
@@ -335,9 +368,22 @@ impl Store {
     /// The first error of `reseal` rolls everything back. Returns the rows changed.
     pub async fn reseal_secrets<X: Send + 'static>(
         &self,
-        reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X> + Send + 'static,
+        reseal: impl FnMut(Sealed<'_>) -> Result<Option<Reseal>, X> + Send + 'static,
     ) -> Result<Result<u64, X>, Error> {
         dispatch!(self.reseal_secrets(reseal))
+    }
+
+    /// The assertion keys to publish: the current one and those retired after `retired_after`,
+    /// newest first.
+    pub async fn assertion_keys(&self, retired_after: i64) -> Result<Vec<AssertionKey>, Error> {
+        dispatch!(self.assertion_keys(retired_after))
+    }
+
+    /// Stores `key` as the current assertion key. Without `rotate`, only when there is none yet
+    /// (`false` otherwise: another instance was first); with `rotate`, the current key is retired
+    /// at `now` in the same transaction.
+    pub async fn insert_assertion_key(&self, key: AssertionKey, rotate: bool, now: i64) -> Result<bool, Error> {
+        dispatch!(self.insert_assertion_key(key, rotate, now))
     }
 
     /// Users holding at least one recovery code not hashed under `key_id` (codes written before

@@ -5,7 +5,8 @@
 use super::exec::{Exec, Row};
 use super::sql;
 use super::{
-    AttemptLimits, Change, Checked, Credential, Error, Event, FailureOutcome, NewEvent, NewPending, Reseal, Verdict,
+    AssertionKey, AttemptLimits, Change, Checked, Credential, Error, Event, FailureOutcome, NewEvent, NewPending,
+    Reseal, Sealed, Verdict,
 };
 
 fn credential_of(row: &Row) -> Result<Credential, Error> {
@@ -228,7 +229,7 @@ pub(super) async fn secrets_per_key<E: Exec>(e: &mut E) -> Result<Vec<(String, u
 /// See `Store::reseal_secrets`; runs inside one transaction.
 pub(super) async fn reseal_secrets<E: Exec, X>(
     e: &mut E,
-    mut reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X>,
+    mut reseal: impl FnMut(Sealed<'_>) -> Result<Option<Reseal>, X>,
 ) -> Result<Result<u64, X>, Error> {
     e.execute(sql::TAKE_WRITE_LOCK, &[]).await?;
     let page = i64::try_from(super::RESEAL_PAGE).unwrap_or(i64::MAX);
@@ -239,7 +240,8 @@ pub(super) async fn reseal_secrets<E: Exec, X>(
         after = last.text(0)?;
         for row in &rows {
             let cred = credential_of(row)?;
-            let new = match reseal(&cred) {
+            let sealed = Sealed::TotpSecret { user_id: &cred.user_id, key_id: &cred.key_id, secret: &cred.secret };
+            let new = match reseal(sealed) {
                 Ok(Some(new)) => new,
                 Ok(None) => continue,
                 Err(x) => return Ok(Err(x)),
@@ -253,7 +255,59 @@ pub(super) async fn reseal_secrets<E: Exec, X>(
             changed += e.execute(sql::RESEAL_SECRET, &params).await?;
         }
     }
+    for key in e.query(sql::ALL_ASSERTION_KEYS, &[]).await?.iter().map(assertion_key_of) {
+        let key = key?;
+        let sealed = Sealed::AssertionKey { kid: &key.kid, key_id: &key.key_id, secret: &key.secret };
+        let new = match reseal(sealed) {
+            Ok(Some(new)) => new,
+            Ok(None) => continue,
+            Err(x) => return Ok(Err(x)),
+        };
+        let params = [
+            key.kid.as_str().into(),
+            key.secret.as_slice().into(),
+            new.secret.as_slice().into(),
+            new.key_id.as_str().into(),
+        ];
+        changed += e.execute(sql::RESEAL_ASSERTION_KEY, &params).await?;
+    }
     Ok(Ok(changed))
+}
+
+fn assertion_key_of(row: &Row) -> Result<AssertionKey, Error> {
+    Ok(AssertionKey {
+        kid: row.text(0)?,
+        secret: row.blob(1)?,
+        key_id: row.text(2)?,
+        public_key: row.blob(3)?,
+        current: row.opt_i64(4)?.is_some(),
+        created_at: row.i64(5)?,
+        retired_at: row.opt_i64(6)?,
+    })
+}
+
+pub(super) async fn assertion_keys<E: Exec>(e: &mut E, retired_after: i64) -> Result<Vec<AssertionKey>, Error> {
+    e.query(sql::ASSERTION_KEYS, &[retired_after.into()]).await?.iter().map(assertion_key_of).collect()
+}
+
+/// See `Store::insert_assertion_key`; with `rotate`, runs inside one transaction.
+pub(super) async fn insert_assertion_key<E: Exec>(
+    e: &mut E,
+    key: &AssertionKey,
+    rotate: bool,
+    now: i64,
+) -> Result<bool, Error> {
+    if rotate {
+        e.execute(sql::RETIRE_CURRENT_ASSERTION_KEY, &[now.into()]).await?;
+    }
+    let params = [
+        key.kid.as_str().into(),
+        key.secret.as_slice().into(),
+        key.key_id.as_str().into(),
+        key.public_key.as_slice().into(),
+        key.created_at.into(),
+    ];
+    Ok(e.execute(sql::INSERT_CURRENT_ASSERTION_KEY, &params).await? == 1)
 }
 
 pub(super) async fn users_with_recovery_codes_not_under<E: Exec>(e: &mut E, key_id: &str) -> Result<u64, Error> {

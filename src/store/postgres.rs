@@ -6,7 +6,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, State
 
 use super::exec::{Exec, Param, Row, Value};
 use super::sql::{Kind, Query};
-use super::{AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Verdict, ops};
+use super::{
+    AssertionKey, AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Sealed, Verdict, ops,
+};
 
 /// [`Exec`] on a sea-orm connection or transaction.
 struct PgExec<'a, C>(&'a C);
@@ -123,7 +125,7 @@ impl PgStore {
 
     pub(super) async fn reseal_secrets<X: Send + 'static>(
         &self,
-        reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X> + Send + 'static,
+        reseal: impl FnMut(Sealed<'_>) -> Result<Option<Reseal>, X> + Send + 'static,
     ) -> Result<Result<u64, X>, Error> {
         let txn = self.db.begin().await?;
         let outcome = ops::reseal_secrets(&mut PgExec(&txn), reseal).await?;
@@ -132,6 +134,17 @@ impl PgStore {
             Err(_) => txn.rollback().await?,
         }
         Ok(outcome)
+    }
+
+    pub(super) async fn assertion_keys(&self, retired_after: i64) -> Result<Vec<AssertionKey>, Error> {
+        ops::assertion_keys(&mut self.exec(), retired_after).await
+    }
+
+    pub(super) async fn insert_assertion_key(&self, key: AssertionKey, rotate: bool, now: i64) -> Result<bool, Error> {
+        let txn = self.db.begin().await?;
+        let inserted = ops::insert_assertion_key(&mut PgExec(&txn), &key, rotate, now).await?;
+        txn.commit().await?;
+        Ok(inserted)
     }
 
     pub(super) async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, Error> {

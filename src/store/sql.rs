@@ -174,9 +174,10 @@ pub(super) const PRUNE_EVENTS: &str =
 /// `SELECT 1`, for readiness.
 pub(super) const PING: Query = Query { sql: "SELECT 1", locking: None, columns: &[Kind::I32] };
 
-/// How many stored secrets each key id seals.
+/// How many stored secrets (TOTP secrets and assertion signing keys) each key id seals.
 pub(super) const SECRETS_PER_KEY: Query = Query {
-    sql: "SELECT key_id, COUNT(*) FROM totp_credentials GROUP BY key_id",
+    sql: "SELECT key_id, COUNT(*) FROM (SELECT key_id FROM totp_credentials \
+          UNION ALL SELECT key_id FROM assertion_keys) AS sealed GROUP BY key_id",
     locking: None,
     columns: &[Kind::Text, Kind::I64],
 };
@@ -207,3 +208,34 @@ pub(super) const USERS_WITH_CODES_NOT_UNDER: Query = Query {
 /// A write that changes nothing, to take SQLite's write lock at the start of a transaction
 /// (instead of failing later when a read transaction tries to become a write one).
 pub(super) const TAKE_WRITE_LOCK: &str = "UPDATE totp_credentials SET updated_at = updated_at WHERE user_id = ''";
+
+/// Assertion signing keys: the current one (`slot = 1`) and those retired after `$1`, newest
+/// first.
+pub(super) const ASSERTION_KEYS: Query = Query {
+    sql: "SELECT kid, secret, key_id, public_key, slot, created_at, retired_at FROM assertion_keys \
+          WHERE slot IS NOT NULL OR retired_at > $1 ORDER BY created_at DESC, kid",
+    locking: None,
+    columns: &[Kind::Text, Kind::Blob, Kind::Text, Kind::Blob, Kind::I32, Kind::I64, Kind::I64],
+};
+
+/// Every assertion key (for reseal).
+pub(super) const ALL_ASSERTION_KEYS: Query = Query {
+    sql: "SELECT kid, secret, key_id, public_key, slot, created_at, retired_at FROM assertion_keys ORDER BY kid",
+    locking: None,
+    columns: ASSERTION_KEYS.columns,
+};
+
+/// Inserts the current assertion key unless there is one (the unique `slot` decides between
+/// instances starting together). `$1` kid, `$2` sealed private key, `$3` key id, `$4` public key,
+/// `$5` now.
+pub(super) const INSERT_CURRENT_ASSERTION_KEY: &str = "INSERT INTO assertion_keys (kid, secret, key_id, public_key, \
+     slot, created_at, retired_at) VALUES ($1, $2, $3, $4, 1, $5, NULL) ON CONFLICT (slot) DO NOTHING";
+
+/// Retires the current assertion key at `$1`.
+pub(super) const RETIRE_CURRENT_ASSERTION_KEY: &str =
+    "UPDATE assertion_keys SET slot = NULL, retired_at = $1 WHERE slot = 1";
+
+/// Replaces a sealed assertion key if it is still the one read. `$1` kid, `$2` old, `$3` new,
+/// `$4` key id.
+pub(super) const RESEAL_ASSERTION_KEY: &str =
+    "UPDATE assertion_keys SET secret = $3, key_id = $4 WHERE kid = $1 AND secret = $2";

@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::exec::{Exec, Param, Row, Value, run_ready};
 use super::sql::{Kind, Query};
-use super::{AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Verdict, ops};
+use super::{
+    AssertionKey, AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Sealed, Verdict, ops,
+};
 
 /// How long a statement waits for another process's write lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -284,7 +286,7 @@ impl SqliteStore {
     /// `reseal` refuses a row.
     pub(super) async fn reseal_secrets<X: Send + 'static>(
         &self,
-        reseal: impl FnMut(&Credential) -> Result<Option<Reseal>, X> + Send + 'static,
+        reseal: impl FnMut(Sealed<'_>) -> Result<Option<Reseal>, X> + Send + 'static,
     ) -> Result<Result<u64, X>, Error> {
         self.write_job(true, move |c| {
             let outcome = op!(c, reseal_secrets(reseal))?;
@@ -292,6 +294,14 @@ impl SqliteStore {
             Ok((outcome, keep))
         })
         .await
+    }
+
+    pub(super) async fn assertion_keys(&self, retired_after: i64) -> Result<Vec<AssertionKey>, Error> {
+        self.read(|c| op!(c, assertion_keys(retired_after)))
+    }
+
+    pub(super) async fn insert_assertion_key(&self, key: AssertionKey, rotate: bool, now: i64) -> Result<bool, Error> {
+        self.write(move |c| op!(c, insert_assertion_key(&key, rotate, now))).await
     }
 
     pub(super) async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, Error> {

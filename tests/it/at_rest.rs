@@ -1,10 +1,8 @@
 //! Secrets at rest: no plaintext secret or recovery code in the database, key rotation keeps old
 //! users working, and the key-file / PostgreSQL start-up rules (SPEC §2).
 
-mod common;
-
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use sea_orm::EntityTrait;
 use serde_json::json;
 use twofold::config::Cli;

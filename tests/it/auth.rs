@@ -1,9 +1,7 @@
 //! Every authentication failure gets each dialect's unauthenticated answer (SPEC §1, §3, §4, §5).
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 

@@ -8,8 +8,6 @@
 //! Needs Chromium (`apt-get install -y chromium`). Without it the test prints `SKIPPED` and passes,
 //! unless `TWOFOLD_REQUIRE_BROWSER=1` (CI), when it fails. Screenshots go to `target/browser/`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +23,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use twofold::clock::SystemClock;
 use twofold::crypto::Keyring;
 use twofold::service::{ServiceSettings, TwoFactor};

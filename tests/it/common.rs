@@ -1,7 +1,6 @@
 //! Test harness: the real router over a real database (a fresh SQLite file per test, or a fresh
 //! PostgreSQL database per test when `TWOFOLD_TEST_DATABASE_URL` is set), a manual clock, and an
 //! independent TOTP implementation.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -80,7 +79,6 @@ pub struct TestApp {
     pub db_url: String,
     /// The instance's store (for tests that look at rows directly).
     pub store: twofold::store::Store,
-    pub settings: ServiceSettings,
     pub guard: Arc<DbGuard>,
 }
 
@@ -112,9 +110,9 @@ impl TestApp {
         keys: Keyring,
     ) -> Self {
         let store = twofold::connect_and_migrate(&db_url, 8).await.expect("database");
-        let service = TwoFactor::new(store.clone(), Arc::new(keys), settings.clone(), Arc::new(clock.clone()));
+        let service = TwoFactor::new(store.clone(), Arc::new(keys), settings, Arc::new(clock.clone()));
         let state = AppState::new(service, authenticator(), HttpOptions::default());
-        TestApp { router: twofold::app(state.clone()), state, clock, db_url, store, settings, guard }
+        TestApp { router: twofold::app(state.clone()), state, clock, db_url, store, guard }
     }
 
     /// A second Twofold instance (its own pool and router) on the same database and clock.

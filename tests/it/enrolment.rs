@@ -1,9 +1,7 @@
 //! Enrolment through GraphQL and both REST dialects (SPEC §2 "Begin enrolment", §3, §4, §5).
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 const SETUP: &str = "mutation { setupTotp { __typename ... on TotpSetup { secret qrCode otpauthUri expiresAt } ... on UserError { code message } } }";

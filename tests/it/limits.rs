@@ -1,10 +1,8 @@
 //! Bad input gets a clear error and changes nothing: malformed JSON, oversized bodies, absurd
 //! GraphQL queries, mutations over GET (SPEC §3 limits, §4 40001, §5 400).
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::{Value, json};
 
 /// graphql-js's `TypeRef` fragment: nine levels of `ofType`.

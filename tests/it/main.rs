@@ -10,6 +10,7 @@
 
 mod common;
 
+mod assertions;
 mod at_rest;
 mod auth;
 mod browser;

@@ -1,8 +1,6 @@
 //! Migrations: every one rolls back and applies again, and the service works on the result.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;

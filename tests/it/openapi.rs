@@ -1,10 +1,8 @@
 //! `openapi.json` at the repository root is the OpenAPI document `/openapi.json` serves; this test
 //! fails when a route or shape changes without updating it (`TWOFOLD_UPDATE_SNAPSHOTS=1` rewrites it).
 
-mod common;
-
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 
 #[test]
 fn openapi_json_is_current() {
@@ -14,7 +12,10 @@ fn openapi_json_is_current() {
         std::fs::write(path, doc).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(committed == doc, "openapi.json is out of date: run TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test openapi");
+    assert!(
+        committed == doc,
+        "openapi.json is out of date: run TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test it openapi::"
+    );
 }
 
 #[tokio::test]

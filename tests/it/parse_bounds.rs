@@ -60,13 +60,13 @@ impl Answer {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_twofold"))
             .arg("serve")
-            .env("TWOFOLD_BIND", addr.to_string())
+            // The server binds a free port itself and prints it: a port picked here and released
+            // for the child could be taken first by another test in this process.
+            .env("TWOFOLD_BIND", "127.0.0.1:0")
             .env("TWOFOLD_DATABASE_URL", format!("sqlite://{}", dir.path().join("t.db").display()))
             .env("TWOFOLD_JWT_SECRET", JWT_SECRET)
             .env("TWOFOLD_ENCRYPTION_KEY", data_encoding::BASE64.encode(&[7u8; 32]))
@@ -76,10 +76,14 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .expect("spawn the twofold binary");
-        let mut server = Server { child, addr, log, _dir: dir };
+        let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(answer) = server.request("GET", "/healthz", None, None).await
+            if server.addr.port() == 0 {
+                server.addr = server.listening_on().unwrap_or(server.addr);
+            }
+            if server.addr.port() != 0
+                && let Some(answer) = server.request("GET", "/healthz", None, None).await
                 && answer.status == 200
             {
                 return server;
@@ -90,6 +94,13 @@ impl Server {
             assert!(Instant::now() < deadline, "the server did not answer /healthz:\n{}", server.log_text());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The address from the server's `Twofold is listening on http://…` line, once it is logged.
+    fn listening_on(&self) -> Option<SocketAddr> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = text.split_inclusive('\n').find(|l| l.starts_with("Twofold is listening on http://"))?;
+        line.strip_suffix('\n')?.strip_prefix("Twofold is listening on http://")?.trim().parse().ok()
     }
 
     fn log_text(&self) -> String {

@@ -1,12 +1,11 @@
 //! The playground, REST docs and landing page are served offline from the binary under a strict
-//! Content-Security-Policy (issue: playground). The real-browser walk-through is `tests/browser.rs`.
-
-mod common;
+//! Content-Security-Policy (issue: playground). The real-browser walk-through is
+//! `tests/it/browser.rs`.
 
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::http::{Method, StatusCode};
-use common::*;
 use serde_json::json;
 use twofold::crypto::Keyring;
 use twofold::service::{ServiceSettings, TwoFactor};

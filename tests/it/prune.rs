@@ -1,9 +1,7 @@
 //! Housekeeping: expired pending setups and old audit events are deleted in bounded batches;
 //! enabled credentials, live setups and recent events are kept.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use twofold::clock::Clock;

@@ -1,14 +1,12 @@
 //! Concurrency: replay protection and the lockout hold under concurrent requests, also across
 //! two Twofold instances (two routers with their own pools) sharing one database.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;

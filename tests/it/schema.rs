@@ -12,7 +12,7 @@ fn schema_graphql_is_current() {
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         committed == sdl,
-        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql` (or TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test schema)"
+        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql` (or TWOFOLD_UPDATE_SNAPSHOTS=1 cargo test --test it schema::)"
     );
 }
 
@@ -39,7 +39,9 @@ fn schema_has_the_spec_names() {
         "type TooManyAttempts implements UserError",
         "events(first: Int! = 20): [TwoFactorEvent!]!",
         "enableTotp(code: String!): EnableTotpResult!",
-        "useRecoveryCode(code: String!): VerifyTotpResult!",
+        "useRecoveryCode(code: String!, nonce: String): VerifyTotpResult!",
+        "verifyTotp(code: String!, nonce: String): VerifyTotpResult!",
+        "assertion: String!",
         "regenerateRecoveryCodes(code: String!): RegenerateRecoveryCodesResult!",
     ] {
         assert!(sdl.contains(needle), "missing: {needle}");

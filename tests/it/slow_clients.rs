@@ -2,8 +2,6 @@
 //! finishes requests in flight without waiting on idle or stalled connections. Raw TCP against the
 //! real accept loop (`twofold::serve`) with short time limits.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -24,13 +22,13 @@ struct Server {
     addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<std::io::Result<()>>,
-    _app: Option<common::TestApp>,
+    _app: Option<crate::common::TestApp>,
 }
 
 impl Server {
     /// The real application (`twofold::run_with`) with `options`.
     async fn app(options: ServeOptions) -> Self {
-        let app = common::TestApp::spawn().await;
+        let app = crate::common::TestApp::spawn().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();

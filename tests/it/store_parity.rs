@@ -4,7 +4,9 @@
 //! is skipped with a message, unless `TWOFOLD_REQUIRE_POSTGRES=1` (CI), which makes it a failure.
 
 use sea_orm::ConnectionTrait;
-use twofold::store::{AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Store, Verdict};
+use twofold::store::{
+    AssertionKey, AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Sealed, Store, Verdict,
+};
 
 const NOW: i64 = 1_795_564_815_000;
 const LIMITS: AttemptLimits = AttemptLimits { max_attempts: 3, lockout_ms: 60_000 };
@@ -120,21 +122,35 @@ async fn transcript(store: Store) -> Vec<String> {
     let events = store.events("carol", 2).await.unwrap();
     log("events", format!("{:?}", events.iter().map(|e| (&e.kind, e.at, &e.correlation_id)).collect::<Vec<_>>()));
 
+    // Assertion keys: the first insert wins, a rotation retires the current key.
+    let key = |kid: &str, at: i64| AssertionKey {
+        kid: kid.to_owned(),
+        secret: format!("sealed-{kid}").into_bytes(),
+        key_id: "k1".to_owned(),
+        public_key: vec![7; 32],
+        current: true,
+        created_at: at,
+        retired_at: None,
+    };
+    log("first assertion key", format!("{:?}", store.insert_assertion_key(key("a1", NOW), false, NOW).await.unwrap()));
+    log("second first key", format!("{:?}", store.insert_assertion_key(key("a2", NOW), false, NOW).await.unwrap()));
+    log("rotate", format!("{:?}", store.insert_assertion_key(key("a3", NOW + 5), true, NOW + 5).await.unwrap()));
+    let kids = |keys: Vec<AssertionKey>| keys.into_iter().map(|k| (k.kid, k.current, k.retired_at)).collect::<Vec<_>>();
+    log("published", format!("{:?}", kids(store.assertion_keys(NOW).await.unwrap())));
+    log("published later", format!("{:?}", kids(store.assertion_keys(NOW + 5).await.unwrap())));
+
     // Reseal, key counts, prune.
     store.upsert_pending(pending("dave", b"d1", NOW)).await.unwrap();
     store.upsert_pending(pending("erin", b"e1", NOW)).await.unwrap();
     log("per key", format!("{:?}", store.secrets_per_key().await.unwrap()));
-    let refused = store.reseal_secrets(|c| {
-        if c.user_id == "erin" {
-            Err("corrupt")
-        } else {
-            Ok(Some(Reseal { secret: b"x".to_vec(), key_id: "k9".into() }))
-        }
+    let refused = store.reseal_secrets(|sealed| match sealed {
+        Sealed::TotpSecret { user_id: "erin", .. } => Err("corrupt"),
+        _ => Ok(Some(Reseal { secret: b"x".to_vec(), key_id: "k9".into() })),
     });
     log("reseal refused", format!("{:?}", refused.await.unwrap()));
     log("per key after refused reseal", format!("{:?}", store.secrets_per_key().await.unwrap()));
-    let resealed = store.reseal_secrets(|c| {
-        Ok::<_, ()>((c.key_id == "k1").then(|| Reseal { secret: b"x".to_vec(), key_id: "k9".into() }))
+    let resealed = store.reseal_secrets(|sealed| {
+        Ok::<_, ()>((sealed.key_id() == "k1").then(|| Reseal { secret: b"x".to_vec(), key_id: "k9".into() }))
     });
     log("reseal", format!("{:?}", resealed.await.unwrap()));
     log("per key after reseal", format!("{:?}", store.secrets_per_key().await.unwrap()));
@@ -190,7 +206,7 @@ async fn every_store_operation_answers_the_same_on_sqlite_and_postgresql() {
     );
     assert_eq!(expect("codes after disable"), "codes after disable: 0");
     assert_eq!(expect("reseal refused"), "reseal refused: Err(\"corrupt\")");
-    assert_eq!(expect("reseal"), "reseal: Ok(2)");
+    assert_eq!(expect("reseal"), "reseal: Ok(4)", "two secrets and two assertion keys");
     assert_eq!(expect("events after prune"), "events after prune: 1");
 
     let Some((postgres, admin_url, name)) = postgres_store().await else { return };
