@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the hot paths (criterion): secret generation, otpauth URI, QR data URI, code
-//! check, JWT verification, and one whole `setupTotp` / Storno verify request through the router
+//! check, JWT verification, assertion signing, and one whole `setupTotp` / Storno verify request through the router
 //! in-process on SQLite. `cargo bench`; numbers are recorded in bench/README.md.
 
 use std::sync::Arc;
@@ -70,6 +70,21 @@ fn requests(c: &mut Criterion) {
             let code = Secret::from_bytes(raw).code_at(TotpParams::default(), now);
             service.enable(&viewer, &code, "bench").await.unwrap();
         }
+    });
+    // The signed assertion every successful verification carries (SPEC §7): one Ed25519
+    // signature over a JWS of about 300 bytes.
+    let assertions = twofold::assertion::Assertions::new(
+        rt.block_on(twofold::connect_and_migrate(&url, 2)).unwrap(),
+        Arc::new(Keyring::new(&[1; 32], &[])),
+        Default::default(),
+        Arc::new(SystemClock),
+    );
+    let signer = rt.block_on(assertions.signer()).unwrap();
+    let nonce = twofold::assertion::Nonce::parse("login-7f3a9c2b").unwrap();
+    c.bench_function("assertion_sign", |b| {
+        b.iter(|| {
+            signer.sign("enabled1", twofold::assertion::Method::Otp, 1_795_564_815_000, Some(&nonce)).unwrap()
+        })
     });
     let enabled_tokens: Vec<String> = (0..1000).map(|i| token(&format!("enabled{i}"))).collect();
     let tokens: Vec<String> = (0..1000).map(|i| token(&format!("user{i}"))).collect();

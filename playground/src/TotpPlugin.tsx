@@ -1,9 +1,12 @@
 import { useEffect, useMemo, useState, useSyncExternalStore } from 'react';
 import type { GraphiQLPlugin } from '@graphiql/react';
 import { useGraphiQL } from '@graphiql/react';
+import { AssertionCard } from './AssertionCard';
+import { CopyButton } from './CopyButton';
 import type { TotpMaterial } from './extract';
 import { helperState, subscribeResults, type PublishedResult } from './results';
 import { base32Decode, secondsRemaining, totp } from './totp';
+import { withVariable } from './variables';
 
 /** `__typename`s of the top-level fields of a GraphQL result, e.g. "setupTotp: TotpSetup". */
 function summarize(r: PublishedResult | null): string | null {
@@ -60,42 +63,12 @@ function useTotpCode(m: TotpMaterial | null, now: number): string | null {
   return code;
 }
 
-function CopyButton({ text, testId, label = 'Copy' }: { text: string; testId: string; label?: string }) {
-  const [done, setDone] = useState(false);
-  return (
-    <button
-      type="button"
-      className="totp-btn"
-      data-testid={testId}
-      onClick={() => {
-        navigator.clipboard?.writeText(text).then(
-          () => {
-            setDone(true);
-            window.setTimeout(() => setDone(false), 1200);
-          },
-          () => undefined,
-        );
-      }}
-    >
-      {done ? 'Copied' : label}
-    </button>
-  );
-}
-
 /** Puts `{"code": value}` into the variables editor of the active tab (keeping other variables). */
 function useSetCodeVariable(): ((value: string) => void) | null {
   const variableEditor = useGraphiQL((s) => s.variableEditor);
   if (!variableEditor) return null;
   return (value: string) => {
-    let vars: Record<string, unknown> = {};
-    try {
-      const parsed = JSON.parse(variableEditor.getValue() || '{}');
-      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) vars = parsed;
-    } catch {
-      /* replace invalid JSON */
-    }
-    vars.code = value;
-    variableEditor.setValue(JSON.stringify(vars, null, 2));
+    variableEditor.setValue(withVariable(variableEditor.getValue(), 'code', value));
     // Show the variables pane so the change is visible.
     const btn = document.querySelector<HTMLButtonElement>('.graphiql-editor-tools button[data-name="variables"]');
     if (btn && !btn.classList.contains('active')) btn.click();
@@ -103,7 +76,7 @@ function useSetCodeVariable(): ((value: string) => void) | null {
 }
 
 function TotpHelper() {
-  const { last, material, recoveryCodes: recovery } = useSyncExternalStore(subscribeResults, helperState);
+  const { last, material, recoveryCodes: recovery, assertion } = useSyncExternalStore(subscribeResults, helperState);
 
   const now = useNow();
   const code = useTotpCode(material, now);
@@ -178,6 +151,7 @@ function TotpHelper() {
           )}
         </section>
       )}
+      {assertion && <AssertionCard assertion={assertion} fromLastResult={assertion.seq === last?.seq} now={now} />}
       {recovery && (
         <section className="totp-card">
           <div className="totp-label">Recovery codes (shown once; click one to use it)</div>

@@ -13,6 +13,15 @@ const STATUS = `status {
         period
       }`;
 
+/**
+ * A nonce like a host application would issue when a login starts: `login-` and 16 random hex
+ * digits (visible ASCII, within the 1–255 characters `nonce` accepts).
+ */
+export function loginNonce(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `login-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
 export interface ExampleTab {
   query: string;
   variables?: string;
@@ -107,12 +116,14 @@ mutation EnableTotp($code: String!) {
   {
     query: `# 4. The login step: check a code of the enabled secret.
 #    Each code is accepted once (replay protection): wait for the next one to verify again.
+#    A success carries a signed assertion; the TOTP helper panel shows it decoded.
 mutation VerifyTotp($code: String!) {
   verifyTotp(code: $code) {
     __typename
     ... on TotpVerified {
       verifiedAt
       method
+      assertion
       recoveryCodesRemaining
       ${STATUS}
     }
@@ -145,13 +156,46 @@ mutation VerifyTotp($code: String!) {
     variables: '{\n  "code": "123456"\n}',
   },
   {
-    query: `# 5. Log in with a single-use recovery code instead of a TOTP code.
+    query: `# 5. The login step as a host application runs it: its backend starts the login with a
+#    fresh nonce, the browser sends the nonce with the code, and the backend accepts the returned
+#    assertion only if its signature checks out against /.well-known/jwks.json, it has not
+#    expired and its nonce claim is the one it issued. "Use in variables" fills in the code;
+#    the TOTP helper panel shows the assertion decoded, with its expiry counting down.
+mutation VerifyTotpWithNonce($code: String!, $nonce: String) {
+  verifyTotp(code: $code, nonce: $nonce) {
+    __typename
+    ... on TotpVerified {
+      verifiedAt
+      method
+      assertion
+    }
+    ... on UserError {
+      code
+      message
+    }
+    ... on InvalidCode {
+      attemptsRemaining
+    }
+    ... on CodeAlreadyUsed {
+      attemptsRemaining
+    }
+    ... on TooManyAttempts {
+      retryAfterSeconds
+    }
+  }
+}
+`,
+    variables: JSON.stringify({ code: '', nonce: loginNonce() }, null, 2),
+  },
+  {
+    query: `# 6. Log in with a single-use recovery code instead of a TOTP code.
 mutation UseRecoveryCode($code: String!) {
   useRecoveryCode(code: $code) {
     __typename
     ... on TotpVerified {
       verifiedAt
       method
+      assertion
       recoveryCodesRemaining
       ${STATUS}
     }
@@ -184,7 +228,7 @@ mutation UseRecoveryCode($code: String!) {
     variables: '{\n  "code": "XXXXX-XXXXX"\n}',
   },
   {
-    query: `# 6. Replace all recovery codes (needs a current TOTP code).
+    query: `# 7. Replace all recovery codes (needs a current TOTP code).
 mutation RegenerateRecoveryCodes($code: String!) {
   regenerateRecoveryCodes(code: $code) {
     __typename
@@ -220,7 +264,7 @@ mutation RegenerateRecoveryCodes($code: String!) {
     variables: '{\n  "code": "123456"\n}',
   },
   {
-    query: `# 7. Turn two-factor off with a current TOTP code or an unused recovery code.
+    query: `# 8. Turn two-factor off with a current TOTP code or an unused recovery code.
 mutation DisableTotp($code: String!) {
   disableTotp(code: $code) {
     __typename
@@ -257,7 +301,7 @@ mutation DisableTotp($code: String!) {
     variables: '{\n  "code": "123456"\n}',
   },
   {
-    query: `# 8. The caller's two-factor state and audit trail (newest first).
+    query: `# 9. The caller's two-factor state and audit trail (newest first).
 query TwoFactorStatus {
   twoFactor {
     __typename

@@ -3,6 +3,7 @@ import { findTotpMaterial } from './extract';
 
 const SECRET = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 const QR = 'data:image/png;base64,iVBORw0KGgo=';
+const JWS = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln';
 
 describe('findTotpMaterial', () => {
   it('finds setupTotp output with parameters from the otpauth URI', () => {
@@ -33,8 +34,24 @@ describe('findTotpMaterial', () => {
     expect(f.recoveryCodes).toEqual(['7KQ2M-XR9TD', 'ABCDE-FGHJK']);
   });
   it('ignores errors and unrelated strings', () => {
-    expect(findTotpMaterial({ errors: [{ message: 'nope', extensions: { code: 'UNAUTHENTICATED' } }] })).toEqual({ totp: null, recoveryCodes: null });
+    expect(findTotpMaterial({ errors: [{ message: 'nope', extensions: { code: 'UNAUTHENTICATED' } }] })).toEqual({ totp: null, recoveryCodes: null, assertion: null });
     expect(findTotpMaterial({ data: { x: { secret: 'not base32!' } } }).totp).toBeNull();
-    expect(findTotpMaterial(null)).toEqual({ totp: null, recoveryCodes: null });
+    expect(findTotpMaterial(null)).toEqual({ totp: null, recoveryCodes: null, assertion: null });
+  });
+  it('finds the assertion of a verification (GraphQL, aliased, Storno REST)', () => {
+    const f = findTotpMaterial({
+      data: {
+        verifyTotp: { __typename: 'TotpVerified', verifiedAt: '2026-01-01T00:00:00Z', method: 'TOTP', assertion: JWS, status: { enabled: true } },
+      },
+    });
+    expect(f.assertion).toEqual({ token: JWS, path: 'data.verifyTotp', typename: 'TotpVerified', verifiedAt: '2026-01-01T00:00:00Z', method: 'TOTP' });
+    expect(f.totp).toBeNull();
+    expect(findTotpMaterial({ data: { login: { assertion: JWS } } }).assertion).toMatchObject({ path: 'data.login', typename: null, method: null });
+    expect(findTotpMaterial({ verified: true, assertion: JWS }).assertion).toMatchObject({ token: JWS, path: '' });
+  });
+  it('finds no assertion in a failed verification or in what is not a compact JWS', () => {
+    expect(findTotpMaterial({ data: { verifyTotp: { __typename: 'InvalidCode', code: 'INVALID_CODE', message: 'no', attemptsRemaining: 4 } } }).assertion).toBeNull();
+    expect(findTotpMaterial({ data: { x: { assertion: 'not a jws' } } }).assertion).toBeNull();
+    expect(findTotpMaterial({ data: { x: { assertion: 'a.b' } } }).assertion).toBeNull();
   });
 });

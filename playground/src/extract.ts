@@ -1,7 +1,8 @@
 /**
- * Finds TOTP enrolment material and recovery codes in a GraphQL (or REST) JSON result.
- * Pure module, unit-tested in extract.test.ts.
+ * Finds TOTP enrolment material, recovery codes and verification assertions in a GraphQL (or
+ * REST) JSON result. Pure module, unit-tested in extract.test.ts.
  */
+import { COMPACT_JWS } from './assertion';
 import { DEFAULTS, parseOtpauthUri, type TotpAlgorithm } from './totp';
 
 export interface TotpMaterial {
@@ -17,9 +18,26 @@ export interface TotpMaterial {
   path: string;
 }
 
+/**
+ * The signed assertion of a successful verification (`TotpVerified.assertion`, or Storno's
+ * `{"verified":true,"assertion":"…"}`).
+ */
+export interface FoundAssertion {
+  /** The compact JWS. */
+  token: string;
+  /** Path of the object it came from, e.g. `data.verifyTotp`. */
+  path: string;
+  /** `__typename` of that object when selected, e.g. `TotpVerified`. */
+  typename: string | null;
+  /** `verifiedAt` and `method` of that object when selected. */
+  verifiedAt: string | null;
+  method: string | null;
+}
+
 export interface Findings {
   totp: TotpMaterial | null;
   recoveryCodes: string[] | null;
+  assertion: FoundAssertion | null;
 }
 
 const BASE32_SECRET = /^[A-Z2-7]{16,128}=*$/i;
@@ -51,9 +69,16 @@ function materialFrom(obj: Record<string, unknown>, path: string): TotpMaterial 
   };
 }
 
+function assertionFrom(obj: Record<string, unknown>, path: string): FoundAssertion | null {
+  const token = obj.assertion;
+  if (typeof token !== 'string' || !COMPACT_JWS.test(token)) return null;
+  const str = (v: unknown) => (typeof v === 'string' ? v : null);
+  return { token, path, typename: str(obj.__typename), verifiedAt: str(obj.verifiedAt), method: str(obj.method) };
+}
+
 /** Depth-first walk; the last match in document order wins. */
 export function findTotpMaterial(result: unknown): Findings {
-  const findings: Findings = { totp: null, recoveryCodes: null };
+  const findings: Findings = { totp: null, recoveryCodes: null, assertion: null };
   const walk = (node: unknown, path: string, depth: number) => {
     if (depth > 32) return;
     if (Array.isArray(node)) {
@@ -63,6 +88,8 @@ export function findTotpMaterial(result: unknown): Findings {
     if (!isRecord(node)) return;
     const m = materialFrom(node, path);
     if (m) findings.totp = m;
+    const a = assertionFrom(node, path);
+    if (a) findings.assertion = a;
     for (const key of ['recoveryCodes', 'backupCodes']) {
       const codes = node[key];
       if (Array.isArray(codes) && codes.length > 0 && codes.every((c) => typeof c === 'string')) {

@@ -3,7 +3,8 @@
  * plugin subscribes (useSyncExternalStore). Independent of GraphiQL's internal stores, so it keeps
  * working across GraphiQL versions, and it keeps the last QR/secret while the panel is closed.
  */
-import { findTotpMaterial, type TotpMaterial } from './extract';
+import { viewAssertion, type AssertionView } from './assertion';
+import { findTotpMaterial, type FoundAssertion, type TotpMaterial } from './extract';
 
 export interface PublishedResult {
   seq: number;
@@ -17,20 +18,24 @@ export interface HelperState {
   material: TotpMaterial | null;
   /** Last recovery codes seen. */
   recoveryCodes: string[] | null;
+  /** Last verification assertion seen, decoded, with the `seq` of the result it came from. */
+  assertion: (FoundAssertion & AssertionView & { seq: number }) | null;
 }
 
 type Listener = () => void;
 
-let state: HelperState = { last: null, material: null, recoveryCodes: null };
+let state: HelperState = { last: null, material: null, recoveryCodes: null, assertion: null };
 let seq = 0;
 const listeners = new Set<Listener>();
 
 export function publishResult(operationName: string | null, result: unknown): void {
   const found = findTotpMaterial(result);
+  const last = { seq: ++seq, operationName, result };
   state = {
-    last: { seq: ++seq, operationName, result },
+    last,
     material: found.totp ?? state.material,
     recoveryCodes: found.recoveryCodes ?? state.recoveryCodes,
+    assertion: found.assertion ? { ...found.assertion, ...viewAssertion(found.assertion.token), seq: last.seq } : state.assertion,
   };
   listeners.forEach((l) => l());
 }

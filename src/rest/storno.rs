@@ -377,7 +377,7 @@ pub(crate) async fn disable(
     request_body = CodeRequest,
     responses(
         (status = 200, description = "The new set, shown once; the old set no longer works", body = BackupCodesResponse),
-        (status = 400, description = "`Missing code.`, `MFA is not enabled.`, `Invalid nonce.` or `Invalid JSON body.`", body = ErrorBody),
+        (status = 400, description = "`Missing code.`, `MFA is not enabled.` or `Invalid JSON body.`", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = JwtErrorBody),
         (status = 422, description = "Wrong or replayed code", body = ErrorBody, example = json!({"error": "Invalid code. Please try again."})),
         (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again"))),

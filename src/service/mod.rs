@@ -245,17 +245,12 @@ impl TwoFactor {
         nonce: Option<&Nonce>,
         correlation_id: &str,
     ) -> Result<Verified, CheckError> {
-        let user = viewer.user_id.as_str();
         let now = self.now_ms();
-        let signer = self.assertions.signer().await.map_err(Internal::from)?;
-        let judge = self.judge(user, code, now);
-        self.check(user, now, correlation_id, move |cred| {
+        let judge = self.judge(&viewer.user_id, code, now);
+        self.verification(viewer, now, VerificationMethod::Totp, nonce, correlation_id, move |cred| {
             judge.step(cred, true, |step, reseal| Change::ConsumeStep { step, reseal })
         })
-        .await?;
-        self.audit(user, EventKind::Verified, now, correlation_id).await;
-        let assertion = signer.sign(user, assertion::Method::Otp, now, nonce).map_err(Internal::from)?;
-        Ok(Verified { at: now, method: VerificationMethod::Totp, assertion })
+        .await
     }
 
     /// Verify with a single-use recovery code instead of a TOTP code (with an assertion, as
@@ -267,14 +262,34 @@ impl TwoFactor {
         nonce: Option<&Nonce>,
         correlation_id: &str,
     ) -> Result<Verified, CheckError> {
+        let (hashes, now) = (self.recovery_hashes(&viewer.user_id, code), self.now_ms());
+        self.verification(viewer, now, VerificationMethod::RecoveryCode, nonce, correlation_id, move |cred| {
+            decide::recovery(cred, now, hashes, false)
+        })
+        .await
+    }
+
+    /// A login-step check: the signing key is loaded first (so a verification that succeeds
+    /// always gets its assertion), then the check, its audit event and the assertion.
+    async fn verification(
+        &self,
+        viewer: &Viewer,
+        now: i64,
+        method: VerificationMethod,
+        nonce: Option<&Nonce>,
+        correlation_id: &str,
+        decide: impl FnOnce(Option<&Credential>) -> Verdict<CheckError, Failure> + Send + 'static,
+    ) -> Result<Verified, CheckError> {
         let user = viewer.user_id.as_str();
-        let now = self.now_ms();
         let signer = self.assertions.signer().await.map_err(Internal::from)?;
-        let hashes = self.recovery_hashes(user, code);
-        self.check(user, now, correlation_id, move |cred| decide::recovery(cred, now, hashes, false)).await?;
-        self.audit(user, EventKind::RecoveryCodeUsed, now, correlation_id).await;
-        let assertion = signer.sign(user, assertion::Method::RecoveryCode, now, nonce).map_err(Internal::from)?;
-        Ok(Verified { at: now, method: VerificationMethod::RecoveryCode, assertion })
+        self.check(user, now, correlation_id, decide).await?;
+        let (kind, amr) = match method {
+            VerificationMethod::Totp => (EventKind::Verified, assertion::Method::Otp),
+            VerificationMethod::RecoveryCode => (EventKind::RecoveryCodeUsed, assertion::Method::RecoveryCode),
+        };
+        self.audit(user, kind, now, correlation_id).await;
+        let assertion = signer.sign(user, amr, now, nonce).map_err(Internal::from)?;
+        Ok(Verified { at: now, method, assertion })
     }
 
     /// How many unused recovery codes the user has.
