@@ -82,9 +82,7 @@ fn requests(c: &mut Criterion) {
     let signer = rt.block_on(assertions.signer()).unwrap();
     let nonce = twofold::assertion::Nonce::parse("login-7f3a9c2b").unwrap();
     c.bench_function("assertion_sign", |b| {
-        b.iter(|| {
-            signer.sign("enabled1", twofold::assertion::Method::Otp, 1_795_564_815_000, Some(&nonce)).unwrap()
-        })
+        b.iter(|| signer.sign("enabled1", twofold::assertion::Method::Otp, 1_795_564_815_000, Some(&nonce)).unwrap())
     });
     let enabled_tokens: Vec<String> = (0..1000).map(|i| token(&format!("enabled{i}"))).collect();
     let tokens: Vec<String> = (0..1000).map(|i| token(&format!("user{i}"))).collect();

@@ -3,11 +3,14 @@
 //! The failure reason is logged at debug level and never returned in detail to callers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::caller_keys::{CallerKey, CallerKeys};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +43,35 @@ struct Claims {
     token_type: Option<Value>,
 }
 
-/// Verifies bearer tokens with one key and an explicit algorithm allow-list.
+/// Verifies bearer tokens against an explicit algorithm allow-list, with keys from one of three
+/// sources: an HMAC secret, one public key, or the host application's JWK Set. The claim checks
+/// are the same for all three.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
+    keys: KeySource,
+    /// Signature and claim checks with the whole allow-list (one key: all of its family).
     validation: Validation,
+}
+
+/// Where the key that checks a token comes from.
+#[derive(Clone)]
+enum KeySource {
+    /// One key (a secret or a public key) for every token.
+    Single(DecodingKey),
+    /// The key the token's `kid` names in the host application's JWK Set. jsonwebtoken wants
+    /// every allowed algorithm to be of the key's family, and a set mixes families, so each
+    /// allowed algorithm has its own copy of the checks.
+    Set { keys: CallerKeys, validations: Vec<(Algorithm, Validation)> },
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
+        let mut f = f.debug_struct("Authenticator");
+        f.field("algorithms", &self.validation.algorithms);
+        if let KeySource::Set { keys, .. } = &self.keys {
+            f.field("jwk_set", keys);
+        }
+        f.finish_non_exhaustive()
     }
 }
 
@@ -68,40 +90,78 @@ pub struct ClaimRules {
     pub leeway_seconds: u64,
 }
 
+/// The checks for tokens of `algorithms` under `rules`.
+fn validation(algorithms: Vec<Algorithm>, rules: &ClaimRules) -> Validation {
+    let mut validation = Validation::new(algorithms[0]);
+    validation.algorithms = algorithms;
+    validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.leeway = rules.leeway_seconds.min(MAX_LEEWAY_SECONDS);
+    match &rules.issuer {
+        Some(iss) => {
+            validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        None => validation.iss = None,
+    }
+    match &rules.audience {
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        None => validation.validate_aud = false,
+    }
+    validation
+}
+
 impl Authenticator {
-    /// `algorithms` must be non-empty and of the key's family (checked by the configuration).
+    /// One key for every token. `algorithms` must be non-empty and of the key's family (checked
+    /// by the configuration).
     pub fn new(key: DecodingKey, algorithms: Vec<Algorithm>, rules: &ClaimRules) -> Self {
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = rules.leeway_seconds.min(MAX_LEEWAY_SECONDS);
-        match &rules.issuer {
-            Some(iss) => {
-                validation.set_issuer(&[iss]);
-                validation.required_spec_claims.insert("iss".to_owned());
-            }
-            None => validation.iss = None,
-        }
-        match &rules.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                validation.required_spec_claims.insert("aud".to_owned());
-            }
-            None => validation.validate_aud = false,
-        }
-        Authenticator { key, validation }
+        Authenticator { keys: KeySource::Single(key), validation: validation(algorithms, rules) }
     }
 
-    /// Authenticates the value of an `Authorization` header.
+    /// Keys from the host application's JWK Set, chosen by the token's `kid`. `algorithms` must
+    /// be non-empty and asymmetric (checked by the configuration); a token's `alg` must be one of
+    /// them and fit the key's type (and the key's own `alg`, when the set names one).
+    pub fn with_jwk_set(keys: CallerKeys, algorithms: Vec<Algorithm>, rules: &ClaimRules) -> Self {
+        let validations = algorithms.iter().map(|a| (*a, validation(vec![*a], rules))).collect();
+        Authenticator { keys: KeySource::Set { keys, validations }, validation: validation(algorithms, rules) }
+    }
+
+    /// The JWK Set, when the keys come from one.
+    pub fn caller_keys(&self) -> Option<&CallerKeys> {
+        match &self.keys {
+            KeySource::Single(_) => None,
+            KeySource::Set { keys, .. } => Some(keys),
+        }
+    }
+
+    /// Whether tokens can be checked at all: false while a JWK Set was never loaded.
+    pub fn is_ready(&self) -> bool {
+        self.caller_keys().is_none_or(CallerKeys::is_loaded)
+    }
+
+    /// Authenticates the value of an `Authorization` header. Never waits: with a JWK Set, a token
+    /// whose `kid` is not in the current set is refused now (and asks for an early fetch).
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Viewer, AuthError> {
         let token = bearer_token(authorization).ok_or(AuthError::Missing)?;
-        if let Err(reason) = check_no_crit(token) {
+        let header = read_header(token).map_err(|reason| {
             tracing::debug!(reason, "bearer token rejected");
-            return Err(AuthError::Invalid);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            AuthError::Invalid
+        })?;
+        let decoded = match &self.keys {
+            KeySource::Single(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation),
+            KeySource::Set { keys, validations } => {
+                let (key, validation) = set_key(keys, validations, &header).map_err(|reason| {
+                    tracing::debug!(reason, "bearer token rejected");
+                    AuthError::Invalid
+                })?;
+                jsonwebtoken::decode::<Claims>(token, &key.key, validation)
+            }
+        };
+        let data = decoded.map_err(|e| {
             let reason = match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
@@ -109,30 +169,53 @@ impl Authenticator {
             tracing::debug!(error = %e, "bearer token rejected");
             reason
         })?;
-        let claims = data.claims;
-        let sub = match claims.sub {
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s,
-            _ => {
-                tracing::debug!("bearer token rejected: sub missing, empty, not a string or over 255 bytes");
-                return Err(AuthError::Invalid);
-            }
-        };
-        match claims.token_type {
-            None => {}
-            Some(Value::String(t)) if t == "access" => {}
-            Some(_) => {
-                tracing::debug!("bearer token rejected: token_type is not access");
-                return Err(AuthError::WrongTokenType);
-            }
-        }
-        let non_empty = |v: Option<Value>| match v {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
-            _ => None,
-        };
-        let account_name =
-            non_empty(claims.email).or_else(|| non_empty(claims.preferred_username)).unwrap_or_else(|| sub.clone());
-        Ok(Viewer { user_id: sub, account_name })
+        viewer(data.claims)
     }
+}
+
+/// The JWK Set key for a token with this header, and the checks for its algorithm: the `alg` must
+/// be allowed, the `kid` in the set, and the key of a type (and declared `alg`) that fits.
+fn set_key<'v>(
+    keys: &CallerKeys,
+    validations: &'v [(Algorithm, Validation)],
+    header: &serde_json::Map<String, Value>,
+) -> Result<(Arc<CallerKey>, &'v Validation), &'static str> {
+    let alg = header.get("alg").and_then(Value::as_str).ok_or("header has no `alg`")?;
+    let algorithm: Algorithm = alg.parse().map_err(|_| "header `alg` is not a known algorithm")?;
+    let validation =
+        validations.iter().find(|(a, _)| *a == algorithm).map(|(_, v)| v).ok_or("header `alg` is not allowed")?;
+    let kid = header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or("header has no `kid`")?;
+    let key = keys.key(kid).ok_or("no key with this `kid` in the JWK Set (yet)")?;
+    if !key.accepts(algorithm) {
+        return Err("header `alg` does not fit the type (or `alg`) of the key its `kid` names");
+    }
+    Ok((key, validation))
+}
+
+/// The caller, from claims whose signature and time checks passed.
+fn viewer(claims: Claims) -> Result<Viewer, AuthError> {
+    let sub = match claims.sub {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s,
+        _ => {
+            tracing::debug!("bearer token rejected: sub missing, empty, not a string or over 255 bytes");
+            return Err(AuthError::Invalid);
+        }
+    };
+    match claims.token_type {
+        None => {}
+        Some(Value::String(t)) if t == "access" => {}
+        Some(_) => {
+            tracing::debug!("bearer token rejected: token_type is not access");
+            return Err(AuthError::WrongTokenType);
+        }
+    }
+    let non_empty = |v: Option<Value>| match v {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    };
+    let account_name =
+        non_empty(claims.email).or_else(|| non_empty(claims.preferred_username)).unwrap_or_else(|| sub.clone());
+    Ok(Viewer { user_id: sub, account_name })
 }
 
 fn bearer_token(header: Option<&[u8]>) -> Option<&str> {
@@ -142,13 +225,15 @@ fn bearer_token(header: Option<&[u8]>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Refuses a token whose JOSE header has a `crit` member (RFC 7515 §4.1.11): its recipient must
-/// understand every extension listed there, and Twofold understands none, so `crit` in any form
-/// (a list, an empty list, `null`, anything) is refused. jsonwebtoken parses `crit` but does not
-/// enforce it (and reads `"crit": null` as absent), so the header segment is read here: at most
-/// [`MAX_HEADER_SEGMENT`] bytes, base64url without padding, a JSON object. A header that cannot
-/// be read is refused too (jsonwebtoken would refuse it as well).
-fn check_no_crit(token: &str) -> Result<(), &'static str> {
+/// Reads the JOSE header and refuses a token whose header has a `crit` member (RFC 7515
+/// §4.1.11): its recipient must understand every extension listed there, and Twofold understands
+/// none, so `crit` in any form (a list, an empty list, `null`, anything) is refused. jsonwebtoken
+/// parses `crit` but does not enforce it (and reads `"crit": null` as absent), so the header
+/// segment is read here: at most [`MAX_HEADER_SEGMENT`] bytes, base64url without padding, a JSON
+/// object. A header that cannot be read is refused too (jsonwebtoken would refuse it as well).
+/// Key-locating members (`jku`, `jwk`, `x5u`, `x5c`) are never used: keys come from the
+/// configuration only.
+fn read_header(token: &str) -> Result<serde_json::Map<String, Value>, &'static str> {
     let segment = token.split('.').next().unwrap_or_default();
     if segment.len() > MAX_HEADER_SEGMENT {
         return Err("header too long");
@@ -164,7 +249,7 @@ fn check_no_crit(token: &str) -> Result<(), &'static str> {
     if header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(crate::assertion::TYP)) {
         return Err("header `typ` is a Twofold verification assertion, not an access token");
     }
-    Ok(())
+    Ok(header)
 }
 
 /// `now + ttl` in Unix seconds for a token's `exp`, saturating instead of overflowing.
@@ -190,13 +275,17 @@ pub struct MintClaims {
     pub exp: i64,
 }
 
-/// Signs `claims` with `key` using `algorithm`.
+/// Signs `claims` with `key` using `algorithm`, with a `kid` header when one is given (needed when
+/// Twofold checks tokens against a JWK Set).
 pub fn mint(
     algorithm: Algorithm,
+    kid: Option<&str>,
     key: &EncodingKey,
     claims: &MintClaims,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, key)
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key)
 }
 
 #[cfg(test)]

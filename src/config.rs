@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey};
 
 use crate::assertion::AssertionSettings;
 use crate::auth::{Authenticator, ClaimRules};
+use crate::caller_keys::CallerKeys;
 use crate::crypto::{self, Keyring};
 use crate::service::ServiceSettings;
 use crate::totp::{Algorithm, TotpParams};
@@ -105,9 +106,13 @@ pub struct TokenArgs {
     /// A `token_type` claim (Twofold accepts only `access`; use `refresh` to test rejection).
     #[arg(long)]
     pub token_type: Option<String>,
-    /// PEM private key for RS*/ES*/EdDSA tokens (when Twofold verifies with a public key).
+    /// PEM private key for RS*/ES*/EdDSA tokens (when Twofold verifies with a public key or a
+    /// JWK Set).
     #[arg(long)]
     pub private_key: Option<PathBuf>,
+    /// The `kid` header: the JWK Set key that checks the token (with TWOFOLD_JWT_JWKS_URL).
+    #[arg(long)]
+    pub kid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,11 +144,26 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
 
     /// Path to a PEM public key for RS*/PS*/ES*/EdDSA bearer tokens (needs TWOFOLD_JWT_ALGORITHMS).
+    /// For keys that rotate, use TWOFOLD_JWT_JWKS_URL instead.
     #[arg(long, env = "TWOFOLD_JWT_PUBLIC_KEY", global = true)]
     pub jwt_public_key: Option<PathBuf>,
 
-    /// Comma-separated allow-list of JWT algorithms, e.g. `HS256,HS512` or `RS256`
-    /// [default: HS256 with a secret; required with a public key].
+    /// URL of the host application's JWK Set, e.g. an identity provider's
+    /// `https://<host>/.well-known/jwks.json` or Keycloak's
+    /// `https://<host>/realms/<realm>/protocol/openid-connect/certs`. A token is checked with the
+    /// key its `kid` names (needs TWOFOLD_JWT_ALGORITHMS, asymmetric only; `oct` keys are
+    /// ignored). Set one of TWOFOLD_JWT_SECRET, TWOFOLD_JWT_PUBLIC_KEY and TWOFOLD_JWT_JWKS_URL.
+    #[arg(long, env = "TWOFOLD_JWT_JWKS_URL", global = true)]
+    pub jwt_jwks_url: Option<String>,
+
+    /// How often the JWK Set of TWOFOLD_JWT_JWKS_URL is fetched again (1s–24h). A token with an
+    /// unknown `kid` also triggers a fetch, at most once per 30 s; a failed fetch keeps the last
+    /// good set.
+    #[arg(long, env = "TWOFOLD_JWT_JWKS_REFRESH", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub jwt_jwks_refresh: Duration,
+
+    /// Comma-separated allow-list of JWT algorithms, e.g. `HS256,HS512`, `RS256` or `RS256,ES256`
+    /// [default: HS256 with a secret; required with a public key or a JWK Set].
     #[arg(long, env = "TWOFOLD_JWT_ALGORITHMS", global = true)]
     pub jwt_algorithms: Option<String>,
 
@@ -269,6 +289,8 @@ pub const PENDING_TTL_SECONDS_RANGE: RangeInclusive<u64> = 60..=86_400;
 pub const JWT_LEEWAY_SECONDS_RANGE: RangeInclusive<u64> = 0..=crate::auth::MAX_LEEWAY_SECONDS;
 /// `TWOFOLD_TOTP_SKEW`, in time steps either side of now.
 pub const TOTP_SKEW_RANGE: RangeInclusive<u16> = 0..=10;
+/// `TWOFOLD_JWT_JWKS_REFRESH`, in seconds: 1 s–24 h.
+pub const JWKS_REFRESH_SECONDS_RANGE: RangeInclusive<u64> = 1..=86_400;
 /// `TWOFOLD_JWT_SECRET`, in bytes of the value as given (not decoded, not trimmed).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// `TWOFOLD_ISSUER`, in characters (Unicode scalar values).
@@ -363,9 +385,35 @@ impl Settings {
         // dev mode is for a key that is not configured at all.
         let secret = self.jwt_secret.as_deref();
         let rules = self.claim_rules();
+        let refresh = self.jwt_jwks_refresh;
+        let refresh_range = Duration::from_secs(*JWKS_REFRESH_SECONDS_RANGE.start())
+            ..=Duration::from_secs(*JWKS_REFRESH_SECONDS_RANGE.end());
+        if !refresh_range.contains(&refresh) {
+            return err(format!(
+                "TWOFOLD_JWT_JWKS_REFRESH must be between 1s and 24h (got {} seconds)",
+                refresh.as_secs()
+            ));
+        }
+        let sources: Vec<&str> = [
+            (secret.is_some(), "TWOFOLD_JWT_SECRET"),
+            (self.jwt_public_key.is_some(), "TWOFOLD_JWT_PUBLIC_KEY"),
+            (self.jwt_jwks_url.is_some(), "TWOFOLD_JWT_JWKS_URL"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if sources.len() > 1 {
+            return err(format!(
+                "set only one of TWOFOLD_JWT_SECRET, TWOFOLD_JWT_PUBLIC_KEY and TWOFOLD_JWT_JWKS_URL (got {})",
+                sources.join(" and ")
+            ));
+        }
+        if let Some(url) = self.jwt_jwks_url.as_deref() {
+            return self.jwks_setup(url, refresh, &rules);
+        }
         match (secret, &self.jwt_public_key) {
-            (Some(_), Some(_)) => err("set either TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY, not both"),
-            (Some(secret), None) => {
+            // (A secret together with a public key was refused above.)
+            (Some(secret), _) => {
                 let algorithms = parse_algorithms(self.jwt_algorithms.as_deref().unwrap_or("HS256"))?;
                 if let Some(bad) = algorithms.iter().find(|a| !is_hmac(**a)) {
                     return err(format!(
@@ -428,7 +476,8 @@ impl Settings {
             }
             (None, None) => {
                 if self.jwt_algorithms.is_some() {
-                    return err("TWOFOLD_JWT_ALGORITHMS is set but no TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY");
+                    return err("TWOFOLD_JWT_ALGORITHMS is set but no TWOFOLD_JWT_SECRET, TWOFOLD_JWT_PUBLIC_KEY or \
+                         TWOFOLD_JWT_JWKS_URL");
                 }
                 let mut secret = vec![0u8; 32];
                 getrandom::fill(&mut secret)
@@ -438,6 +487,27 @@ impl Settings {
                 Ok(JwtSetup { authenticator, algorithms, dev_secret: Some(secret) })
             }
         }
+    }
+
+    /// `TWOFOLD_JWT_JWKS_URL`: keys from the host application's JWK Set (SPEC §7). Nothing is
+    /// fetched here; `serve` starts the fetching.
+    fn jwks_setup(&self, url: &str, refresh: Duration, rules: &ClaimRules) -> Result<JwtSetup, ConfigError> {
+        let Some(list) = self.jwt_algorithms.as_deref() else {
+            return err("TWOFOLD_JWT_JWKS_URL needs an explicit TWOFOLD_JWT_ALGORITHMS (e.g. RS256, or RS256,ES256)");
+        };
+        let algorithms = parse_algorithms(list)?;
+        if let Some(bad) = algorithms.iter().find(|a| is_hmac(**a)) {
+            return err(format!(
+                "TWOFOLD_JWT_ALGORITHMS lists {bad:?}, a symmetric algorithm; a JWK Set gives public keys only \
+                 (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"
+            ));
+        }
+        let keys = CallerKeys::new(url, refresh).map_err(|e| ConfigError(format!("TWOFOLD_JWT_JWKS_URL {e}")))?;
+        Ok(JwtSetup {
+            authenticator: Authenticator::with_jwk_set(keys, algorithms.clone(), rules),
+            algorithms,
+            dev_secret: None,
+        })
     }
 
     pub fn totp_params(&self) -> Result<TotpParams, ConfigError> {

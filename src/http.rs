@@ -129,12 +129,19 @@ async fn jwks(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Ready when the database is reachable and tokens can be checked (with `TWOFOLD_JWT_JWKS_URL`:
+/// once the JWK Set was fetched).
 async fn readyz(State(state): State<AppState>) -> Response {
+    let unavailable = || (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response();
+    if !state.auth.is_ready() {
+        tracing::warn!("readiness check failed: the JWK Set of TWOFOLD_JWT_JWKS_URL was not fetched yet");
+        return unavailable();
+    }
     match state.service.ready().await {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            unavailable()
         }
     }
 }

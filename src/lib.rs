@@ -7,6 +7,7 @@ pub mod admin;
 pub mod assertion;
 pub mod audit;
 pub mod auth;
+pub mod caller_keys;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -172,7 +172,7 @@ fn token(settings: &Settings, args: &TokenArgs) -> Result<String, ConfigError> {
             key.map_err(|e| ConfigError(format!("--private-key is not a usable PEM private key: {e}")))?
         }
         (None, None) => {
-            return Err(ConfigError("tokens for a public-key setup need --private-key".into()));
+            return Err(ConfigError("tokens for a public-key or JWK Set setup need --private-key".into()));
         }
     };
     let now = chrono::Utc::now().timestamp();
@@ -186,7 +186,10 @@ fn token(settings: &Settings, args: &TokenArgs) -> Result<String, ConfigError> {
         iat: now,
         exp: now + i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX / 2),
     };
-    mint(algorithm, &key, &claims).map_err(|e| ConfigError(format!("cannot sign the token: {e}")))
+    if settings.jwt_jwks_url.is_some() && args.kid.is_none() {
+        return Err(ConfigError("tokens for a JWK Set setup need --kid (the `kid` of the key in the set)".into()));
+    }
+    mint(algorithm, args.kid.as_deref(), &key, &claims).map_err(|e| ConfigError(format!("cannot sign the token: {e}")))
 }
 
 async fn serve(settings: &Settings) -> Result<(), ConfigError> {
@@ -216,13 +219,27 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
                 iat: now,
                 exp: now + 24 * 3600,
             };
-            let token = mint(jsonwebtoken::Algorithm::HS256, &jsonwebtoken::EncodingKey::from_secret(secret), &claims)
+            let key = jsonwebtoken::EncodingKey::from_secret(secret);
+            let token = mint(jsonwebtoken::Algorithm::HS256, None, &key, &claims)
                 .map_err(|e| ConfigError(format!("cannot mint the demo token: {e}")))?;
             options.playground_authorization = Some(format!("Bearer {token}"));
             Some(token)
         }
         None => None,
     };
+    // Caller keys from a JWK Set: fetched once now (at most 10 s), then kept fresh in the
+    // background. Twofold starts even when the first fetch fails (every token is refused and
+    // /readyz answers 503 until one succeeds).
+    let caller_keys = jwt.authenticator.caller_keys().cloned();
+    if let Some(keys) = &caller_keys {
+        if keys.is_plain_http_off_loopback() {
+            tracing::warn!(
+                url = %keys.url(),
+                "TWOFOLD_JWT_JWKS_URL is plain http: anyone on the network path can swap the keys; use https"
+            );
+        }
+        keys.start().await;
+    }
     let state = AppState::new(service.clone(), jwt.authenticator, options);
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -232,10 +249,20 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
     println!("Twofold is listening on http://{addr}");
     println!("  GraphQL:    http://{addr}/graphql");
     println!("  Playground: http://{addr}/graphiql");
+    if let Some(keys) = &caller_keys {
+        match keys.kids().len() {
+            0 => println!(
+                "  Caller keys: {} could not be fetched yet; tokens are refused and /readyz is 503 until it is",
+                keys.url()
+            ),
+            n => println!("  Caller keys: {n} from {}", keys.url()),
+        }
+    }
     if let Some(token) = demo_token {
         tracing::warn!(
-            "DEV MODE: no TWOFOLD_JWT_SECRET or TWOFOLD_JWT_PUBLIC_KEY is set; tokens are signed with a random key \
-             that lives only as long as this process. Configure a key for anything but local experiments."
+            "DEV MODE: no TWOFOLD_JWT_SECRET, TWOFOLD_JWT_PUBLIC_KEY or TWOFOLD_JWT_JWKS_URL is set; tokens are \
+             signed with a random key that lives only as long as this process. Configure a key for anything but \
+             local experiments."
         );
         println!();
         println!("  Dev mode demo token (user `demo`, valid 24 h, this run only):");

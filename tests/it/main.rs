@@ -15,6 +15,7 @@ mod at_rest;
 mod auth;
 mod browser;
 mod enrolment;
+mod jwks_url;
 mod lifecycle;
 mod limits;
 mod migrations;
