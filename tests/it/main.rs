@@ -16,6 +16,7 @@ mod auth;
 mod browser;
 mod enrolment;
 mod jwks_url;
+mod layering;
 mod lifecycle;
 mod limits;
 mod migrations;
