@@ -89,14 +89,20 @@ async fn migrate(settings: &Settings, direction: MigrateDirection) -> Result<(),
     Ok(())
 }
 
+/// The configured database (migrated) and encryption keys, for the operator commands.
+async fn operator_store(settings: &Settings) -> Result<(twofold::store::Store, twofold::crypto::Keyring), ConfigError> {
+    settings.validate()?;
+    let keys = settings.keyring()?;
+    let store = twofold::connect_and_migrate(&settings.database_url, 2)
+        .await
+        .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+    Ok((store, keys))
+}
+
 /// `twofold assertion-key rotate`: a new current signing key; prints its `kid`.
 async fn rotate_assertion_key(settings: &Settings) -> ExitCode {
     let run = async {
-        settings.validate()?;
-        let keys = settings.keyring()?;
-        let store = twofold::connect_and_migrate(&settings.database_url, 2)
-            .await
-            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+        let (store, keys) = operator_store(settings).await?;
         let now = SystemClock.now_ms();
         twofold::assertion::rotate(&store, &keys, now).await.map_err(|e| ConfigError(format!("rotation failed: {e}")))
     };
@@ -120,11 +126,7 @@ async fn rotate_assertion_key(settings: &Settings) -> ExitCode {
 /// changed), 2 on bad settings or an unreachable database.
 async fn reseal(settings: &Settings) -> ExitCode {
     let run = async {
-        settings.validate()?;
-        let keys = settings.keyring()?;
-        let store = twofold::connect_and_migrate(&settings.database_url, 2)
-            .await
-            .map_err(|e| ConfigError(format!("cannot open and migrate the database: {e}")))?;
+        let (store, keys) = operator_store(settings).await?;
         Ok::<_, ConfigError>(twofold::admin::reseal(&store, Arc::new(keys)).await)
     };
     match run.await {
