@@ -63,7 +63,8 @@ fn requests(c: &mut Criterion) {
     // 1000 users with two-factor enabled, for the verify benchmark.
     rt.block_on(async {
         for i in 0..1000 {
-            let viewer = twofold::auth::Viewer { user_id: format!("enabled{i}"), account_name: "x".into() };
+            let viewer =
+                twofold::auth::Viewer { user_id: format!("enabled{i}"), account_name: "x".into(), admin: false };
             let enrolment = service.begin_enrolment(&viewer, true, "bench").await.unwrap();
             let raw = data_encoding::BASE32_NOPAD.decode(enrolment.secret.as_bytes()).unwrap();
             let now = chrono::Utc::now().timestamp() as u64;

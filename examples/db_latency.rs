@@ -23,7 +23,13 @@ async fn main() {
         now,
     };
     for i in 0..n {
-        store.upsert_pending(pending(format!("u{i}"))).await.unwrap();
+        store
+            .upsert_pending(
+                pending(format!("u{i}")),
+                twofold::store::NewEvent { user_id: "x".into(), kind: "SETUP_STARTED", ..Default::default() },
+            )
+            .await
+            .unwrap();
     }
     let t = Instant::now();
     for i in 0..n {
@@ -34,7 +40,7 @@ async fn main() {
     for i in 0..n {
         let limits = twofold::store::AttemptLimits { max_attempts: 1_000_000, lockout_ms: 1000 };
         let counted = store
-            .check_code(&format!("u{i}"), now, limits, |_| twofold::store::Verdict::<(), ()>::Fail(()))
+            .check_code(&format!("u{i}"), now, limits, |_| twofold::store::Verdict::<(), ()>::Fail(()), |_| Vec::new())
             .await
             .unwrap();
         assert!(matches!(counted, twofold::store::Checked::Failed((), _)));
@@ -42,7 +48,13 @@ async fn main() {
     println!("failed check (read, count): {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     let t = Instant::now();
     for i in 0..n {
-        store.upsert_pending(pending(format!("v{i}"))).await.unwrap();
+        store
+            .upsert_pending(
+                pending(format!("v{i}")),
+                twofold::store::NewEvent { user_id: "x".into(), kind: "SETUP_STARTED", ..Default::default() },
+            )
+            .await
+            .unwrap();
     }
     println!("upsert: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     std::fs::remove_dir_all(&dir).ok();

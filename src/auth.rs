@@ -19,6 +19,21 @@ pub struct Viewer {
     pub user_id: String,
     /// Shown in the authenticator app: the first present of `email`, `preferred_username`, `sub`.
     pub account_name: String,
+    /// Whether the token carries the [`ADMIN_SCOPE`] (in `scope` or `scp`, SPEC §8).
+    pub admin: bool,
+}
+
+/// The scope that makes a caller an admin (SPEC §8).
+pub const ADMIN_SCOPE: &str = "twofold:admin";
+
+/// Whether a `scope` (space-separated string) or `scp` (array of strings, or a space-separated
+/// string) claim grants [`ADMIN_SCOPE`].
+fn grants_admin(claim: Option<&Value>) -> bool {
+    match claim {
+        Some(Value::String(s)) => s.split_ascii_whitespace().any(|x| x == ADMIN_SCOPE),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(ADMIN_SCOPE)),
+        _ => false,
+    }
 }
 
 /// Why a request is not authenticated. Each dialect maps these to its own answer.
@@ -41,6 +56,8 @@ struct Claims {
     email: Option<Value>,
     preferred_username: Option<Value>,
     token_type: Option<Value>,
+    scope: Option<Value>,
+    scp: Option<Value>,
 }
 
 /// Verifies bearer tokens against an explicit algorithm allow-list, with keys from one of three
@@ -215,7 +232,8 @@ fn viewer(claims: Claims) -> Result<Viewer, AuthError> {
     };
     let account_name =
         non_empty(claims.email).or_else(|| non_empty(claims.preferred_username)).unwrap_or_else(|| sub.clone());
-    Ok(Viewer { user_id: sub, account_name })
+    let admin = grants_admin(claims.scope.as_ref()) || grants_admin(claims.scp.as_ref());
+    Ok(Viewer { user_id: sub, account_name, admin })
 }
 
 fn bearer_token(header: Option<&[u8]>) -> Option<&str> {
@@ -271,6 +289,9 @@ pub struct MintClaims {
     pub aud: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// Space-separated scopes (e.g. `twofold:admin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub iat: i64,
     pub exp: i64,
 }

@@ -41,3 +41,10 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// `ms` (Unix milliseconds) as an RFC 3339 timestamp in UTC with a `Z` (milliseconds shown only
+/// when there are any), e.g. `2026-11-25T01:02:03Z`.
+pub fn rfc3339(ms: i64) -> String {
+    use chrono::{SecondsFormat, TimeZone, Utc};
+    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)).unwrap_or_default()
+}

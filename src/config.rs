@@ -81,6 +81,89 @@ pub enum AdminCommand {
     /// (those work only while that key stays configured; regenerating replaces them). Changes
     /// nothing and exits 1 when a secret is sealed under a key that is not configured.
     Reseal,
+    /// Show one user's two-factor state and recent events. Exit 1 when the user has no
+    /// credential (state NONE).
+    Show {
+        /// The user's id (their token's `sub`).
+        user: String,
+        /// Print JSON (the GraphQL field names) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the users who have a credential (pending, enabled or locked), in user order.
+    List {
+        /// Only users in this state.
+        #[arg(long, value_enum)]
+        state: Option<ListState>,
+        /// At most this many users.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's credential and recovery codes (they lost their phone and their recovery
+    /// codes) so they can enrol again; writes ADMIN_RESET with actor `cli`. Exit 1 when the user
+    /// has no credential.
+    Reset {
+        /// The user's id (their token's `sub`).
+        user: String,
+        /// Why (kept with the event, never shown to the user; at most 500 bytes).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a user's failed attempts and lockout; writes ADMIN_UNLOCKED with actor `cli`. Exit 1
+    /// when the user has no credential.
+    Unlock {
+        /// The user's id (their token's `sub`).
+        user: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import existing authenticators from a CSV file (`-` for standard input) with the header
+    /// `user_id,secret[,algorithm,digits,period]`: Base32 secrets of at least 16 bytes (any case,
+    /// padding optional), SHA1/6/30 when not given. Each row becomes an enabled credential with
+    /// no recovery codes yet and an IMPORTED event. All or nothing: any bad row (its line number
+    /// is printed) or a user who already has a credential (without --replace) imports nothing
+    /// and exits 1.
+    Import {
+        /// The CSV file, or `-` for standard input.
+        file: String,
+        /// Replace the credentials of users who already have one.
+        #[arg(long)]
+        replace: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List webhook events that are pending or failed (attempts, next attempt, last error);
+    /// `retry` puts the failed ones back in the queue with a fresh window.
+    Webhooks {
+        #[command(subcommand)]
+        command: Option<WebhooksCommand>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Give every failed webhook event a fresh delivery window and send it again (same
+    /// `webhook-id`); prints how many.
+    Retry,
+}
+
+/// The states `twofold admin list --state` filters by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListState {
+    Pending,
+    Enabled,
+    Locked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +193,9 @@ pub struct TokenArgs {
     /// JWK Set).
     #[arg(long)]
     pub private_key: Option<PathBuf>,
+    /// Space-separated scopes for the `scope` claim, e.g. `twofold:admin` for the admin API.
+    #[arg(long)]
+    pub scope: Option<String>,
     /// The `kid` header: the JWK Set key that checks the token (with TWOFOLD_JWT_JWKS_URL).
     #[arg(long)]
     pub kid: Option<String>,
@@ -232,6 +318,27 @@ pub struct Settings {
     /// Comma-separated older base64 keys, used only to decrypt rows written before a rotation.
     #[arg(long, env = "TWOFOLD_ENCRYPTION_KEYS_OLD", hide_env_values = true, global = true)]
     pub encryption_keys_old: Option<String>,
+
+    /// Where to send event webhooks (http or https URL; Standard Webhooks). Needs
+    /// TWOFOLD_WEBHOOK_SECRET. Without it, no webhooks are sent.
+    #[arg(long, env = "TWOFOLD_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
+
+    /// The webhook signing secret: `whsec_` followed by base64 of at least 24 random bytes
+    /// (e.g. `echo whsec_$(openssl rand -base64 32)`).
+    #[arg(long, env = "TWOFOLD_WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Comma-separated event kinds to send (default: ENABLED, DISABLED, LOCKED_OUT,
+    /// CODE_REPLAYED, RECOVERY_CODE_USED, RECOVERY_CODES_REGENERATED, ADMIN_RESET,
+    /// ADMIN_UNLOCKED, IMPORTED).
+    #[arg(long, env = "TWOFOLD_WEBHOOK_EVENTS", global = true)]
+    pub webhook_events: Option<String>,
+
+    /// How long an event is retried (from the event, or from `admin webhooks retry`) before it
+    /// is marked failed (1s–30d).
+    #[arg(long, env = "TWOFOLD_WEBHOOK_MAX_AGE", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub webhook_max_age: Duration,
 
     /// How long audit events are kept before the background pruner deletes them.
     #[arg(long, env = "TWOFOLD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
@@ -552,7 +659,9 @@ impl Settings {
         if public_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return err("TWOFOLD_PUBLIC_URL must be an http:// or https:// URL");
         }
+        let webhook_kinds = self.webhook()?.map(|w| w.kinds).unwrap_or_default();
         Ok(ServiceSettings {
+            webhook_kinds,
             issuer: self.issuer.clone(),
             pending_ttl: self.pending_ttl,
             skew: self.totp_skew,
@@ -565,6 +674,24 @@ impl Settings {
                 ttl: self.assertion_ttl,
             },
         })
+    }
+
+    /// The webhook receiver, when `TWOFOLD_WEBHOOK_URL` is set (SPEC §9).
+    pub fn webhook(&self) -> Result<Option<crate::webhook::WebhookSettings>, ConfigError> {
+        let Some(url) = self.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            if self.webhook_secret.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+                return err("TWOFOLD_WEBHOOK_SECRET is set but TWOFOLD_WEBHOOK_URL is not");
+            }
+            return Ok(None);
+        };
+        crate::webhook::WebhookSettings::parse(
+            url,
+            self.webhook_secret.as_deref(),
+            self.webhook_events.as_deref(),
+            self.webhook_max_age,
+        )
+        .map(Some)
+        .map_err(ConfigError)
     }
 
     /// The encryption keys. With no key and SQLite, reads or creates `twofold.key` (mode 0600)

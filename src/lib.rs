@@ -5,7 +5,6 @@
 
 pub mod admin;
 pub mod assertion;
-pub mod audit;
 pub mod auth;
 pub mod caller_keys;
 pub mod clock;
@@ -23,6 +22,7 @@ pub mod service;
 pub mod store;
 pub mod totp;
 pub mod web;
+pub mod webhook;
 
 use std::future::Future;
 use std::time::Duration;

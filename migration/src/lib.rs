@@ -10,6 +10,7 @@ mod m20261125_000001_create_two_factor_tables;
 mod m20261129_000001_credentials_fillfactor;
 mod m20261201_000001_recovery_code_key_id;
 mod m20261201_000002_assertion_keys;
+mod m20261202_000001_event_outbox_and_admin;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_credentials_fillfactor::Migration),
             Box::new(m20261201_000001_recovery_code_key_id::Migration),
             Box::new(m20261201_000002_assertion_keys::Migration),
+            Box::new(m20261202_000001_event_outbox_and_admin::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use async_graphql::{Context, EmptySubscription, ErrorExtensions, Object, SDLExpo
 
 use crate::assertion::{NONCE_RULE, Nonce};
 use crate::auth::{AuthError, Viewer};
-use crate::service::{Internal, TwoFactor};
+use crate::service::{AdminError, Internal, TwoFactor};
 pub use types::*;
 
 /// Query depth limit (the standard introspection queries fit).
@@ -30,7 +30,7 @@ pub struct RequestData {
 
 /// Builds the schema with its limits. Needs no database.
 pub fn build_schema() -> TwofoldSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation::default(), EmptySubscription)
         .register_output_type::<UserError>()
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -63,6 +63,46 @@ pub fn internal_error(correlation_id: &str, error: &Internal) -> async_graphql::
     })
 }
 
+/// A top-level `BAD_USER_INPUT` error.
+fn bad_input(message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", "BAD_USER_INPUT"))
+}
+
+/// The caller, who must be an admin (SPEC §8): without a valid token `UNAUTHENTICATED`, with a
+/// token lacking the `twofold:admin` scope `FORBIDDEN`.
+fn admin<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &'a Viewer)> {
+    let (data, viewer) = caller(ctx)?;
+    if !viewer.admin {
+        return Err(async_graphql::Error::new(format!(
+            "Forbidden: this field needs a token with the `{}` scope.",
+            crate::auth::ADMIN_SCOPE
+        ))
+        .extend_with(|_, ext| ext.set("code", "FORBIDDEN")));
+    }
+    Ok((data, viewer))
+}
+
+/// A user id argument: 1–255 bytes, as a token's `sub`.
+fn user_id_arg(user_id: &str) -> async_graphql::Result<&str> {
+    if user_id.is_empty() || user_id.len() > 255 {
+        return Err(bad_input("userId must be 1–255 bytes (a `sub` of the host application)."));
+    }
+    Ok(user_id)
+}
+
+/// Cursors are opaque: the user id, base64url-encoded behind a version tag.
+fn cursor_of(user_id: &str) -> String {
+    format!("c1.{}", data_encoding::BASE64URL_NOPAD.encode(user_id.as_bytes()))
+}
+
+fn user_of_cursor(cursor: &str) -> async_graphql::Result<String> {
+    cursor
+        .strip_prefix("c1.")
+        .and_then(|b64| data_encoding::BASE64URL_NOPAD.decode(b64.as_bytes()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| bad_input("`after` is not a cursor of this list."))
+}
+
 fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &'a Viewer)> {
     let data = ctx.data::<RequestData>()?;
     match &data.viewer {
@@ -73,9 +113,64 @@ fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &
 
 pub struct Query;
 
-/// Reads. `twoFactor` needs a bearer token; introspection and `__typename` work without one.
+/// Reads. `twoFactor` needs a bearer token, the `admin…` fields one with the `twofold:admin`
+/// scope; introspection and `__typename` work without one.
 #[Object]
 impl Query {
+    /// Any user's two-factor status (admins only; a user never enrolled reads as state `NONE`).
+    async fn admin_two_factor(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id (their token's `sub`).")] user_id: String,
+    ) -> async_graphql::Result<TwoFactorStatus> {
+        let (data, _) = admin(ctx)?;
+        data.service
+            .status(user_id_arg(&user_id)?)
+            .await
+            .map(TwoFactorStatus)
+            .map_err(|e| internal_error(&data.correlation_id, &e))
+    }
+
+    /// The users who have a credential (pending, enabled or locked), in a stable order, a page
+    /// at a time (admins only). Pages stay correct while users are added or removed between
+    /// calls.
+    async fn admin_two_factors(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size (clamped to 1–100).")] first: i32,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only users in this state (`NONE` matches nobody).")] state: Option<TwoFactorState>,
+    ) -> async_graphql::Result<TwoFactorStatusConnection> {
+        use crate::service::StateFilter;
+        let (data, _) = admin(ctx)?;
+        let after = after.as_deref().map(user_of_cursor).transpose()?;
+        let filter = match state {
+            None => Some(StateFilter::All),
+            Some(TwoFactorState::None) => None,
+            Some(TwoFactorState::Pending) => Some(StateFilter::Pending),
+            Some(TwoFactorState::Enabled) => Some(StateFilter::Enabled),
+            Some(TwoFactorState::Locked) => Some(StateFilter::Locked),
+        };
+        let internal = |e| internal_error(&data.correlation_id, &e);
+        let Some(filter) = filter else {
+            let page_info = PageInfo { has_next_page: false, end_cursor: None };
+            return Ok(TwoFactorStatusConnection { edges: Vec::new(), page_info, total_count: 0 });
+        };
+        let (page, has_next_page) =
+            data.service.admin_list(i64::from(first), after.as_deref(), filter).await.map_err(internal)?;
+        let total = data.service.admin_count(filter).await.map_err(internal)?;
+        let edges: Vec<TwoFactorStatusEdge> = page
+            .into_iter()
+            .map(|status| TwoFactorStatusEdge { cursor: cursor_of(&status.user_id), node: TwoFactorStatus(status) })
+            .collect();
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(TwoFactorStatusConnection {
+            edges,
+            page_info: PageInfo { has_next_page, end_cursor },
+            total_count: i32::try_from(total).unwrap_or(i32::MAX),
+        })
+    }
+
     /// The caller's two-factor status (needs a bearer token).
     async fn two_factor(&self, ctx: &Context<'_>) -> async_graphql::Result<TwoFactorStatus> {
         let (data, viewer) = caller(ctx)?;
@@ -87,13 +182,21 @@ impl Query {
     }
 }
 
-pub struct Mutation;
+/// The root mutation type: the user's lifecycle and the admin actions.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(UserMutation, AdminMutation);
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[derive(Default)]
+pub struct AdminMutation;
 
 /// The two-factor lifecycle (SPEC §2): begin enrolment, enable, verify at login, use a recovery
 /// code, regenerate recovery codes, disable. Every field needs a bearer token; expected failures
 /// are members of each field's result union, and a request runs at most 10 mutation fields.
 #[Object]
-impl Mutation {
+impl UserMutation {
     /// Starts (or restarts) enrolment and returns only the secret (Cloudreve's "prepare").
     /// Replaces any pending secret; fails with `TotpAlreadyEnabled` while two-factor is enabled.
     async fn prepare_two_factor(&self, ctx: &Context<'_>) -> async_graphql::Result<PrepareTwoFactorResult> {
@@ -202,6 +305,68 @@ impl Mutation {
         match data.service.regenerate_recovery_codes(viewer, &code, &data.correlation_id).await {
             Ok(codes) => Ok(RegenerateRecoveryCodesResult::RecoveryCodes(RecoveryCodes { recovery_codes: codes })),
             Err(e) => RegenerateRecoveryCodesResult::from_error(e, &data.correlation_id),
+        }
+    }
+}
+
+/// Operator actions (SPEC §8): admins only (a token with the `twofold:admin` scope).
+#[Object]
+impl AdminMutation {
+    /// Removes a user's credential (enabled or pending), used steps and recovery codes, as
+    /// `disableTotp` does but without a code, so the user can enrol again at once. Writes
+    /// `ADMIN_RESET` with the admin as `actor`; the `reason` is kept with the event and never
+    /// shown to the user. `TotpNotEnabled` when the user has no credential.
+    async fn admin_reset_two_factor(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id (their token's `sub`).")] user_id: String,
+        #[graphql(desc = "Why (at most 500 bytes; kept for operators, never shown to the user).")] reason: Option<
+            String,
+        >,
+    ) -> async_graphql::Result<AdminResetTwoFactorResult> {
+        let (data, viewer) = admin(ctx)?;
+        let user_id = user_id_arg(&user_id)?;
+        if reason.as_ref().is_some_and(|r| r.len() > 500) {
+            return Err(bad_input("reason must be at most 500 bytes."));
+        }
+        let reset =
+            data.service.admin_reset(user_id, &viewer.user_id, reason.as_deref(), Some(&data.correlation_id)).await;
+        match reset {
+            Ok(at) => {
+                let status =
+                    data.service.status(user_id).await.map_err(|e| internal_error(&data.correlation_id, &e))?;
+                Ok(AdminResetTwoFactorResult::TwoFactorReset(TwoFactorReset {
+                    reset_at: DateTime(at),
+                    status: TwoFactorStatus(status),
+                }))
+            }
+            Err(e @ AdminError::TotpNotEnabled) => {
+                Ok(AdminResetTwoFactorResult::TotpNotEnabled(no_credential(e.to_string())))
+            }
+            Err(AdminError::Internal(e)) => Err(internal_error(&data.correlation_id, &e)),
+        }
+    }
+
+    /// Clears a user's failure counter and any lockout, so the right code works at once. Writes
+    /// `ADMIN_UNLOCKED` with the admin as `actor`. `TotpNotEnabled` when the user has no
+    /// credential.
+    async fn admin_unlock_two_factor(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id (their token's `sub`).")] user_id: String,
+    ) -> async_graphql::Result<AdminUnlockTwoFactorResult> {
+        let (data, viewer) = admin(ctx)?;
+        let user_id = user_id_arg(&user_id)?;
+        match data.service.admin_unlock(user_id, &viewer.user_id, Some(&data.correlation_id)).await {
+            Ok(()) => {
+                let status =
+                    data.service.status(user_id).await.map_err(|e| internal_error(&data.correlation_id, &e))?;
+                Ok(AdminUnlockTwoFactorResult::TwoFactorUnlocked(TwoFactorUnlocked { status: TwoFactorStatus(status) }))
+            }
+            Err(e @ AdminError::TotpNotEnabled) => {
+                Ok(AdminUnlockTwoFactorResult::TotpNotEnabled(no_credential(e.to_string())))
+            }
+            Err(AdminError::Internal(e)) => Err(internal_error(&data.correlation_id, &e)),
         }
     }
 }

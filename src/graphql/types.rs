@@ -5,10 +5,9 @@ use async_graphql::{
     ComplexObject, Context, Enum, ID, InputValueError, InputValueResult, Interface, Scalar, ScalarType, SimpleObject,
     Union, Value,
 };
-use chrono::{SecondsFormat, TimeZone, Utc};
 
 use super::RequestData;
-use crate::service::{self, CheckError, EnableError, EnrolError, EventKind, Status};
+use crate::service::{self, CheckError, EnableError, EnrolError, EventKind, State, Status};
 
 /// A point in time (Unix milliseconds inside).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +32,7 @@ impl ScalarType for DateTime {
 
 /// Formats Unix milliseconds as RFC 3339 UTC with `Z` (fraction only when non-zero).
 pub fn format_timestamp(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)).unwrap_or_default()
+    crate::clock::rfc3339(ms)
 }
 
 /// Machine-readable code of a `UserError`.
@@ -272,6 +271,12 @@ pub enum TwoFactorEventKind {
     Disabled,
     /// Too many failures locked the credential.
     LockedOut,
+    /// An admin removed the credential (`actor` says who).
+    AdminReset,
+    /// An admin cleared the failure counter and lockout (`actor` says who).
+    AdminUnlocked,
+    /// The credential was imported from another system (`actor` says who).
+    Imported,
 }
 
 impl From<EventKind> for TwoFactorEventKind {
@@ -286,6 +291,9 @@ impl From<EventKind> for TwoFactorEventKind {
             EventKind::RecoveryCodesRegenerated => Self::RecoveryCodesRegenerated,
             EventKind::Disabled => Self::Disabled,
             EventKind::LockedOut => Self::LockedOut,
+            EventKind::AdminReset => Self::AdminReset,
+            EventKind::AdminUnlocked => Self::AdminUnlocked,
+            EventKind::Imported => Self::Imported,
         }
     }
 }
@@ -299,6 +307,97 @@ pub struct TwoFactorEvent {
     pub at: DateTime,
     /// The correlation id of the request that caused it.
     pub correlation_id: Option<String>,
+    /// Who did it, for admin actions: the admin's `sub`, or `cli` for the command line; null
+    /// otherwise.
+    pub actor: Option<String>,
+}
+
+/// Where a user's two-factor credential stands.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoFactorState {
+    /// No credential: never enrolled, disabled, reset, or a setup that expired.
+    None,
+    /// A setup was started and not yet enabled (and has not expired).
+    Pending,
+    /// Two-factor is enabled.
+    Enabled,
+    /// Enabled or pending, and locked now by failed attempts (see `lockedUntil`).
+    Locked,
+}
+
+impl From<State> for TwoFactorState {
+    fn from(s: State) -> Self {
+        match s {
+            State::None => Self::None,
+            State::Pending => Self::Pending,
+            State::Enabled => Self::Enabled,
+            State::Locked => Self::Locked,
+        }
+    }
+}
+
+/// One user in `adminTwoFactors`.
+#[derive(SimpleObject)]
+pub struct TwoFactorStatusEdge {
+    /// Opaque; pass it as `after` to continue after this user.
+    pub cursor: String,
+    /// The user's two-factor status.
+    pub node: TwoFactorStatus,
+}
+
+/// Where a page of a connection ends.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PageInfo {
+    /// Whether more users follow this page.
+    pub has_next_page: bool,
+    /// The cursor of the page's last user (pass it as `after`); null on an empty page.
+    pub end_cursor: Option<String>,
+}
+
+/// A page of users with a two-factor credential, in a stable order.
+#[derive(SimpleObject)]
+pub struct TwoFactorStatusConnection {
+    /// The users of this page, in user order.
+    pub edges: Vec<TwoFactorStatusEdge>,
+    /// Whether more follow, and the cursor to continue from.
+    pub page_info: PageInfo,
+    /// How many users match the filter (all pages).
+    pub total_count: i32,
+}
+
+/// The answer of `adminResetTwoFactor`: the credential is gone; the user can enrol again.
+#[derive(SimpleObject)]
+pub struct TwoFactorReset {
+    /// When it was reset.
+    pub reset_at: DateTime,
+    /// The user's status after the reset.
+    pub status: TwoFactorStatus,
+}
+
+/// The answer of `adminUnlockTwoFactor`: failures cleared, codes are checked again.
+#[derive(SimpleObject)]
+pub struct TwoFactorUnlocked {
+    /// The user's status after the unlock.
+    pub status: TwoFactorStatus,
+}
+
+/// Result of `adminResetTwoFactor`.
+#[derive(Union)]
+pub enum AdminResetTwoFactorResult {
+    TwoFactorReset(TwoFactorReset),
+    TotpNotEnabled(TotpNotEnabled),
+}
+
+/// Result of `adminUnlockTwoFactor`.
+#[derive(Union)]
+pub enum AdminUnlockTwoFactorResult {
+    TwoFactorUnlocked(TwoFactorUnlocked),
+    TotpNotEnabled(TotpNotEnabled),
+}
+
+/// A user without a credential, as a union member of the admin actions.
+pub fn no_credential(message: String) -> TotpNotEnabled {
+    TotpNotEnabled { code: TwoFactorErrorCode::TotpNotEnabled, message }
 }
 
 /// The caller's two-factor state.
@@ -319,6 +418,21 @@ impl TwoFactorStatus {
     /// Stable opaque id for this user's status (the cache key for normalized clients).
     async fn id(&self) -> ID {
         ID(status_id(&self.0.user_id))
+    }
+
+    /// The user's id (the token's `sub`).
+    async fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+
+    /// Where the credential stands: none, pending, enabled, or locked by failed attempts.
+    async fn state(&self) -> TwoFactorState {
+        self.0.state.into()
+    }
+
+    /// While locked: when codes are checked again.
+    async fn locked_until(&self) -> Option<DateTime> {
+        self.0.locked_until.map(DateTime)
     }
 
     /// Whether two-factor authentication is enabled.
@@ -370,7 +484,12 @@ impl TwoFactorStatus {
             .map_err(|e| super::internal_error(&data.correlation_id, &e))?;
         Ok(events
             .into_iter()
-            .map(|e| TwoFactorEvent { kind: e.kind.into(), at: DateTime(e.at), correlation_id: e.correlation_id })
+            .map(|e| TwoFactorEvent {
+                kind: e.kind.into(),
+                at: DateTime(e.at),
+                correlation_id: e.correlation_id,
+                actor: e.actor,
+            })
             .collect())
     }
 }

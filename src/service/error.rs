@@ -79,6 +79,21 @@ pub enum CheckError {
     Internal(#[from] Internal),
 }
 
+/// Failures of an admin action on a user (reset, unlock).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("The user has no two-factor credential.")]
+    TotpNotEnabled,
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+impl From<store::Error> for AdminError {
+    fn from(e: store::Error) -> Self {
+        AdminError::Internal(e.into())
+    }
+}
+
 impl From<Rejection> for CheckError {
     fn from(r: Rejection) -> Self {
         match r {

@@ -12,10 +12,13 @@ pub enum EventKind {
     RecoveryCodesRegenerated,
     Disabled,
     LockedOut,
+    AdminReset,
+    AdminUnlocked,
+    Imported,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::SetupStarted,
         EventKind::Enabled,
         EventKind::Verified,
@@ -25,6 +28,23 @@ impl EventKind {
         EventKind::RecoveryCodesRegenerated,
         EventKind::Disabled,
         EventKind::LockedOut,
+        EventKind::AdminReset,
+        EventKind::AdminUnlocked,
+        EventKind::Imported,
+    ];
+
+    /// The kinds a webhook receiver may be sent (SPEC §9), the default of
+    /// `TWOFOLD_WEBHOOK_EVENTS`.
+    pub const WEBHOOK: [EventKind; 9] = [
+        EventKind::Enabled,
+        EventKind::Disabled,
+        EventKind::LockedOut,
+        EventKind::CodeReplayed,
+        EventKind::RecoveryCodeUsed,
+        EventKind::RecoveryCodesRegenerated,
+        EventKind::AdminReset,
+        EventKind::AdminUnlocked,
+        EventKind::Imported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +58,9 @@ impl EventKind {
             EventKind::RecoveryCodesRegenerated => "RECOVERY_CODES_REGENERATED",
             EventKind::Disabled => "DISABLED",
             EventKind::LockedOut => "LOCKED_OUT",
+            EventKind::AdminReset => "ADMIN_RESET",
+            EventKind::AdminUnlocked => "ADMIN_UNLOCKED",
+            EventKind::Imported => "IMPORTED",
         }
     }
 
@@ -66,5 +89,8 @@ pub(super) fn count(kind: EventKind) {
             counter!("twofold_verifications_total", "result" => "failure").increment(1);
             counter!("twofold_replays_refused_total").increment(1);
         }
+        EventKind::AdminReset => counter!("twofold_admin_actions_total", "action" => "reset").increment(1),
+        EventKind::AdminUnlocked => counter!("twofold_admin_actions_total", "action" => "unlock").increment(1),
+        EventKind::Imported => counter!("twofold_imports_total").increment(1),
     }
 }

@@ -13,15 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::assertion::{self, AssertionSettings, Assertions, Nonce};
-use crate::audit::AuditLog;
 use crate::auth::Viewer;
 use crate::clock::Clock;
 use crate::crypto::Keyring;
-use crate::store::{AttemptLimits, Change, Checked, Credential, FailureOutcome, NewEvent, NewPending, Store, Verdict};
+use crate::store::{
+    AttemptLimits, Change, Checked, Credential, FailureOutcome, ImportRow, NewEvent, NewPending, Store, Verdict,
+};
 use crate::totp::{self, Secret, TotpParams};
+use tokio::sync::Notify;
 
+/// Which users the admin listing returns (the store's filter, named for the transports).
+pub use crate::store::StateFilter;
 use decide::{Failure, Judge};
-pub use error::{CheckError, EnableError, EnrolError, Internal, Rejection};
+pub use error::{AdminError, CheckError, EnableError, EnrolError, Internal, Rejection};
 pub use events::EventKind;
 
 /// Settings of the service (a subset of the configuration).
@@ -35,6 +39,8 @@ pub struct ServiceSettings {
     pub lockout: Duration,
     /// What verification assertions say (SPEC §7).
     pub assertion: AssertionSettings,
+    /// The event kinds sent to the webhook receiver (SPEC §9); empty when none is configured.
+    pub webhook_kinds: Vec<EventKind>,
 }
 
 impl Default for ServiceSettings {
@@ -47,8 +53,17 @@ impl Default for ServiceSettings {
             max_failed_attempts: 5,
             lockout: Duration::from_secs(300),
             assertion: AssertionSettings::default(),
+            webhook_kinds: Vec::new(),
         }
     }
+}
+
+/// One authenticator to import: the user, the raw secret and its parameters.
+#[derive(Debug, Clone)]
+pub struct ImportEntry {
+    pub user_id: String,
+    pub secret: Secret,
+    pub params: TotpParams,
 }
 
 /// A started enrolment: the Base32 secret, its otpauth URI, its QR code (when asked for) and
@@ -62,10 +77,24 @@ pub struct Enrolment {
     pub expires_at: i64,
 }
 
+/// Where a user's credential stands (SPEC §8 `TwoFactorState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// No credential (never enrolled, disabled, reset, or a pending setup that expired).
+    None,
+    Pending,
+    Enabled,
+    /// Enabled or pending, and locked by failed attempts now.
+    Locked,
+}
+
 /// What `twoFactor` and the status routes report.
 #[derive(Debug, Clone)]
 pub struct Status {
     pub user_id: String,
+    pub state: State,
+    /// While locked: until when.
+    pub locked_until: Option<i64>,
     pub enabled: bool,
     pub pending_expires_at: Option<i64>,
     pub enabled_at: Option<i64>,
@@ -100,6 +129,39 @@ pub struct Event {
     pub kind: EventKind,
     pub at: i64,
     pub correlation_id: Option<String>,
+    /// Who did it, for admin actions (an admin's `sub`, or `cli`).
+    pub actor: Option<String>,
+    /// An admin's reason (for operators; never shown to the user).
+    pub reason: Option<String>,
+}
+
+/// Makes the audit events of one request, in the unit of the change they report. An event of a
+/// kind the webhook receiver wants gets a message id, which queues it in the outbox.
+#[derive(Debug, Clone)]
+struct Events {
+    user_id: String,
+    at: i64,
+    correlation_id: Option<String>,
+    actor: Option<String>,
+    webhook_kinds: Arc<[EventKind]>,
+}
+
+impl Events {
+    fn make(&self, kind: EventKind) -> NewEvent {
+        NewEvent {
+            user_id: self.user_id.clone(),
+            kind: kind.as_str(),
+            at: self.at,
+            correlation_id: self.correlation_id.clone(),
+            actor: self.actor.clone(),
+            reason: None,
+            webhook_id: self.webhook_kinds.contains(&kind).then(|| format!("msg_{}", uuid::Uuid::new_v4().simple())),
+        }
+    }
+
+    fn all(&self, kinds: &[EventKind]) -> Vec<NewEvent> {
+        kinds.iter().map(|&k| self.make(k)).collect()
+    }
 }
 
 /// The two-factor service. Cheap to clone.
@@ -109,8 +171,10 @@ pub struct TwoFactor {
     keys: Arc<Keyring>,
     settings: Arc<ServiceSettings>,
     clock: Arc<dyn Clock>,
-    audit: AuditLog,
     assertions: Arc<Assertions>,
+    webhook_kinds: Arc<[EventKind]>,
+    /// Woken after a change that queued a webhook event (the deliverer waits on it).
+    outbox: Arc<Notify>,
 }
 
 /// A fresh recovery-code set: the codes shown once, their hashes, and the key that hashed them.
@@ -121,17 +185,30 @@ struct NewCodes {
 }
 
 impl TwoFactor {
-    /// Builds the service and starts its audit writer (needs a Tokio runtime).
+    /// Builds the service.
     pub fn new(store: Store, keys: Arc<Keyring>, settings: ServiceSettings, clock: Arc<dyn Clock>) -> Self {
-        let audit = AuditLog::start(store.clone());
         let assertions =
             Arc::new(Assertions::new(store.clone(), keys.clone(), settings.assertion.clone(), clock.clone()));
-        TwoFactor { store, keys, settings: Arc::new(settings), clock, audit, assertions }
+        let webhook_kinds = settings.webhook_kinds.clone().into();
+        TwoFactor {
+            store,
+            keys,
+            settings: Arc::new(settings),
+            clock,
+            assertions,
+            webhook_kinds,
+            outbox: Arc::new(Notify::new()),
+        }
     }
 
-    /// Waits until every audit event recorded so far is written (reads and shutdown call this).
-    pub async fn flush_audit(&self) {
-        self.audit.flush().await;
+    /// The store (the webhook deliverer and the operator tools work on it directly).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Notified after a change that queued a webhook event.
+    pub fn outbox_notify(&self) -> Arc<Notify> {
+        self.outbox.clone()
     }
 
     /// Readiness: the database answers (and, on SQLite, the writer thread runs).
@@ -142,7 +219,6 @@ impl TwoFactor {
     /// Deletes up to `batch` expired pending enrolments and up to `batch` audit events older than
     /// `events_before` (after writing the buffered ones). Returns (pending, events) deleted.
     pub async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), Internal> {
-        self.audit.flush().await;
         Ok(self.store.prune(now, events_before, batch).await?)
     }
 
@@ -154,17 +230,26 @@ impl TwoFactor {
         self.clock.now_ms()
     }
 
-    /// Records an audit event and counts it in the metrics (one place for both).
-    async fn audit(&self, user_id: &str, kind: EventKind, at: i64, correlation_id: &str) {
-        events::count(kind);
-        self.audit
-            .record(NewEvent {
-                user_id: user_id.to_owned(),
-                kind: kind.as_str(),
-                at,
-                correlation_id: Some(correlation_id.to_owned()),
-            })
-            .await;
+    /// The event maker of one request (`actor`: an admin action's).
+    fn events_for(&self, user_id: &str, at: i64, correlation_id: Option<&str>, actor: Option<&str>) -> Events {
+        Events {
+            user_id: user_id.to_owned(),
+            at,
+            correlation_id: correlation_id.map(str::to_owned),
+            actor: actor.map(str::to_owned),
+            webhook_kinds: self.webhook_kinds.clone(),
+        }
+    }
+
+    /// After the events of `kinds` were stored: counts them in the metrics and wakes the
+    /// deliverer when one of them is for the webhook receiver.
+    fn stored(&self, kinds: &[EventKind]) {
+        for &kind in kinds {
+            events::count(kind);
+        }
+        if kinds.iter().any(|k| self.webhook_kinds.contains(k)) {
+            self.outbox.notify_one();
+        }
     }
 
     /// What judging `code` for `viewer` now needs.
@@ -196,23 +281,27 @@ impl TwoFactor {
         let (sealed, key_id) = self.keys.seal(&viewer.user_id, secret.as_bytes())?;
         let ttl_ms = i64::try_from(self.settings.pending_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires_at = now.saturating_add(ttl_ms);
+        let event = self.events_for(&viewer.user_id, now, Some(correlation_id), None).make(EventKind::SetupStarted);
         let stored = self
             .store
-            .upsert_pending(NewPending {
-                user_id: viewer.user_id.clone(),
-                secret: sealed,
-                key_id,
-                algorithm: params.algorithm.as_str().to_owned(),
-                digits: i32::from(params.digits),
-                period: i32::try_from(params.period).unwrap_or(i32::MAX),
-                expires_at,
-                now,
-            })
+            .upsert_pending(
+                NewPending {
+                    user_id: viewer.user_id.clone(),
+                    secret: sealed,
+                    key_id,
+                    algorithm: params.algorithm.as_str().to_owned(),
+                    digits: i32::from(params.digits),
+                    period: i32::try_from(params.period).unwrap_or(i32::MAX),
+                    expires_at,
+                    now,
+                },
+                event,
+            )
             .await?;
         if !stored {
             return Err(EnrolError::TotpAlreadyEnabled);
         }
-        self.audit(&viewer.user_id, EventKind::SetupStarted, now, correlation_id).await;
+        self.stored(&[EventKind::SetupStarted]);
         Ok(Enrolment { otpauth_uri, qr_code, secret: secret.to_base32(), expires_at })
     }
 
@@ -222,11 +311,10 @@ impl TwoFactor {
         let now = self.now_ms();
         let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
         let judge = self.judge(user, code, now);
-        self.check(user, now, correlation_id, move |cred| {
+        self.check(user, now, correlation_id, &[EventKind::Enabled], move |cred| {
             judge.enable(cred, |step| Change::Enable { step, code_hashes, key_id })
         })
         .await?;
-        self.audit(user, EventKind::Enabled, now, correlation_id).await;
         Ok(Enabled { recovery_codes: codes, enabled_at: now })
     }
 
@@ -282,12 +370,11 @@ impl TwoFactor {
     ) -> Result<Verified, CheckError> {
         let user = viewer.user_id.as_str();
         let signer = self.assertions.signer().await.map_err(Internal::from)?;
-        self.check(user, now, correlation_id, decide).await?;
-        let (kind, amr) = match method {
-            VerificationMethod::Totp => (EventKind::Verified, assertion::Method::Otp),
-            VerificationMethod::RecoveryCode => (EventKind::RecoveryCodeUsed, assertion::Method::RecoveryCode),
+        let (kinds, amr): (&'static [EventKind], _) = match method {
+            VerificationMethod::Totp => (&[EventKind::Verified], assertion::Method::Otp),
+            VerificationMethod::RecoveryCode => (&[EventKind::RecoveryCodeUsed], assertion::Method::RecoveryCode),
         };
-        self.audit(user, kind, now, correlation_id).await;
+        self.check(user, now, correlation_id, kinds, decide).await?;
         let assertion = signer.sign(user, amr, now, nonce).map_err(Internal::from)?;
         Ok(Verified { at: now, method, assertion })
     }
@@ -308,11 +395,10 @@ impl TwoFactor {
         let now = self.now_ms();
         let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
         let judge = self.judge(user, code, now);
-        self.check(user, now, correlation_id, move |cred| {
+        self.check(user, now, correlation_id, &[EventKind::RecoveryCodesRegenerated], move |cred| {
             judge.step(cred, false, |step, _| Change::Regenerate { step, code_hashes, key_id })
         })
         .await?;
-        self.audit(user, EventKind::RecoveryCodesRegenerated, now, correlation_id).await;
         Ok(codes)
     }
 
@@ -325,26 +411,39 @@ impl TwoFactor {
         let hashes = self.recovery_hashes(user, code);
         let with_recovery_code = !hashes.is_empty();
         let judge = self.judge(user, code, now);
-        self.check(user, now, correlation_id, move |cred| match with_recovery_code {
+        let accepted: &[EventKind] = match with_recovery_code {
+            true => &[EventKind::RecoveryCodeUsed, EventKind::Disabled],
+            false => &[EventKind::Disabled],
+        };
+        self.check(user, now, correlation_id, accepted, move |cred| match with_recovery_code {
             true => decide::recovery(cred, now, hashes, true),
             false => judge.step(cred, false, |_, _| Change::Disable),
         })
         .await?;
-        if with_recovery_code {
-            self.audit(user, EventKind::RecoveryCodeUsed, now, correlation_id).await;
-        }
-        self.audit(user, EventKind::Disabled, now, correlation_id).await;
         Ok(now)
     }
 
     /// The user's current state.
     pub async fn status(&self, user_id: &str) -> Result<Status, Internal> {
-        let now = self.now_ms();
         let cred = self.store.credential(user_id).await?;
+        self.status_of(user_id, cred, self.now_ms()).await
+    }
+
+    /// The state a credential (or none) is in at `now`, with the recovery codes left.
+    async fn status_of(&self, user_id: &str, cred: Option<Credential>, now: i64) -> Result<Status, Internal> {
+        let locked_until = cred.as_ref().and_then(|c| c.locked_until).filter(|&t| t > now);
         let live = cred.filter(|c| c.enabled || decide::pending_is_live(c, now));
         let enabled = live.as_ref().is_some_and(|c| c.enabled);
+        let state = match (&live, locked_until) {
+            (_, Some(_)) => State::Locked,
+            (Some(c), None) if c.enabled => State::Enabled,
+            (Some(_), None) => State::Pending,
+            (None, None) => State::None,
+        };
         Ok(Status {
             user_id: user_id.to_owned(),
+            state,
+            locked_until,
             enabled,
             pending_expires_at: live.as_ref().filter(|c| !c.enabled).and_then(|c| c.pending_expires_at),
             enabled_at: live.as_ref().and_then(|c| c.enabled_at),
@@ -359,16 +458,119 @@ impl TwoFactor {
     /// The user's most recent audit events, newest first; `first` is clamped to 1–100.
     pub async fn events(&self, user_id: &str, first: i64) -> Result<Vec<Event>, Internal> {
         let limit = u64::try_from(first.clamp(1, 100)).unwrap_or(1);
-        self.audit.flush().await;
         Ok(self
             .store
             .events(user_id, limit)
             .await?
             .into_iter()
             .filter_map(|e| {
-                Some(Event { kind: EventKind::parse(&e.kind)?, at: e.at, correlation_id: e.correlation_id })
+                Some(Event {
+                    kind: EventKind::parse(&e.kind)?,
+                    at: e.at,
+                    correlation_id: e.correlation_id,
+                    actor: e.actor,
+                    reason: e.reason,
+                })
             })
             .collect())
+    }
+
+    /// Admin listing (SPEC §8): up to `first` (clamped to 1–100) users with a credential in
+    /// state `filter`, after user `after`, in user order; and whether more follow.
+    pub async fn admin_list(
+        &self,
+        first: i64,
+        after: Option<&str>,
+        filter: StateFilter,
+    ) -> Result<(Vec<Status>, bool), Internal> {
+        let limit = u64::try_from(first.clamp(1, 100)).unwrap_or(1);
+        let now = self.now_ms();
+        let mut rows = self.store.list_credentials(after.unwrap_or(""), limit + 1, filter, now).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let mut page = Vec::with_capacity(rows.len());
+        for cred in rows {
+            let user_id = cred.user_id.clone();
+            page.push(self.status_of(&user_id, Some(cred), now).await?);
+        }
+        Ok((page, more))
+    }
+
+    /// How many users have a credential in state `filter`.
+    pub async fn admin_count(&self, filter: StateFilter) -> Result<u64, Internal> {
+        Ok(self.store.count_credentials(filter, self.now_ms()).await?)
+    }
+
+    /// Removes the user's credential (enabled or pending), used steps and recovery codes without
+    /// a code, writing `ADMIN_RESET` with `actor` and the `reason` (kept for operators, never
+    /// shown to the user). Returns when it happened.
+    pub async fn admin_reset(
+        &self,
+        user_id: &str,
+        actor: &str,
+        reason: Option<&str>,
+        correlation_id: Option<&str>,
+    ) -> Result<i64, AdminError> {
+        let now = self.now_ms();
+        let mut event = self.events_for(user_id, now, correlation_id, Some(actor)).make(EventKind::AdminReset);
+        event.reason = reason.map(str::to_owned);
+        if !self.store.admin_reset(user_id, event).await? {
+            return Err(AdminError::TotpNotEnabled);
+        }
+        tracing::info!(actor, "two-factor reset by an admin");
+        self.stored(&[EventKind::AdminReset]);
+        Ok(now)
+    }
+
+    /// Clears the user's failure counter and any lockout, writing `ADMIN_UNLOCKED` with `actor`.
+    pub async fn admin_unlock(
+        &self,
+        user_id: &str,
+        actor: &str,
+        correlation_id: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let now = self.now_ms();
+        let event = self.events_for(user_id, now, correlation_id, Some(actor)).make(EventKind::AdminUnlocked);
+        if !self.store.admin_unlock(user_id, now, event).await? {
+            return Err(AdminError::TotpNotEnabled);
+        }
+        tracing::info!(actor, "two-factor unlocked by an admin");
+        self.stored(&[EventKind::AdminUnlocked]);
+        Ok(())
+    }
+
+    /// Imports existing authenticators as enabled credentials (sealed as enrolment seals them,
+    /// no recovery codes yet), each with an `IMPORTED` event by `actor`, all in one transaction.
+    /// Without `replace`, a user who already has a credential stops it: nothing is imported and
+    /// the answer is `Err(index)` of that entry.
+    pub async fn import(
+        &self,
+        entries: &[ImportEntry],
+        replace: bool,
+        actor: &str,
+    ) -> Result<Result<u64, usize>, Internal> {
+        let now = self.now_ms();
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (secret, key_id) = self.keys.seal(&entry.user_id, entry.secret.as_bytes())?;
+            let event = self.events_for(&entry.user_id, now, None, Some(actor)).make(EventKind::Imported);
+            rows.push(ImportRow {
+                user_id: entry.user_id.clone(),
+                secret,
+                key_id,
+                algorithm: entry.params.algorithm.as_str().to_owned(),
+                digits: i32::from(entry.params.digits),
+                period: i32::try_from(entry.params.period).unwrap_or(30),
+                event,
+            });
+        }
+        let outcome = self.store.import(rows, replace, now).await?;
+        if let Ok(n) = outcome {
+            for _ in 0..n {
+                self.stored(&[EventKind::Imported]);
+            }
+        }
+        Ok(outcome)
     }
 
     /// Ten fresh recovery codes with their hashes under the current key.
@@ -396,35 +598,38 @@ impl TwoFactor {
     }
 
     /// Runs one code check through [`Store::check_code`] (judged and counted in one atomic
-    /// unit) and turns a counted failure into its audit events and the caller's error.
+    /// unit, with its audit events: `accepted` on success, the failure's own otherwise) and
+    /// turns a counted failure into the caller's error.
     async fn check<E>(
         &self,
         user_id: &str,
         now: i64,
         correlation_id: &str,
+        accepted: &'static [EventKind],
         decide: impl FnOnce(Option<&Credential>) -> Verdict<E, Failure> + Send + 'static,
     ) -> Result<(), E>
     where
         E: From<Rejection> + From<crate::store::Error> + Send + 'static,
     {
         let limits = self.limits();
-        let (failure, outcome) = match self.store.check_code(user_id, now, limits, decide).await? {
+        let events = self.events_for(user_id, now, Some(correlation_id), None);
+        let record = move |checked: &Checked<E, Failure>| events.all(&kinds_of(checked, accepted));
+        let checked = self.store.check_code(user_id, now, limits, decide, record).await?;
+        self.stored(&kinds_of(&checked, accepted));
+        let (failure, outcome) = match checked {
             Checked::Accepted => return Ok(()),
             Checked::Refused(answer) => return Err(answer),
             Checked::Failed(failure, outcome) => (failure, outcome),
         };
-        let (kind, rejection): (EventKind, fn(u32) -> Rejection) = match failure {
-            Failure::WrongCode => (EventKind::VerifyFailed, |n| Rejection::InvalidCode { attempts_remaining: n }),
-            Failure::Replayed => (EventKind::CodeReplayed, |n| Rejection::CodeAlreadyUsed { attempts_remaining: n }),
+        let rejection: fn(u32) -> Rejection = match failure {
+            Failure::WrongCode => |n| Rejection::InvalidCode { attempts_remaining: n },
+            Failure::Replayed => |n| Rejection::CodeAlreadyUsed { attempts_remaining: n },
         };
         Err(E::from(match outcome {
             FailureOutcome::Counted { failed_attempts } => {
-                self.audit(user_id, kind, now, correlation_id).await;
                 rejection(u32::try_from(limits.max_attempts.saturating_sub(failed_attempts)).unwrap_or(0))
             }
             FailureOutcome::LockedOut { .. } => {
-                self.audit(user_id, kind, now, correlation_id).await;
-                self.audit(user_id, EventKind::LockedOut, now, correlation_id).await;
                 tracing::warn!("two-factor lockout after repeated failures");
                 rejection(0)
             }
@@ -434,5 +639,25 @@ impl TwoFactor {
                 retry_after_seconds: u64::try_from(limits.lockout_ms / 1000).unwrap_or(1).max(1),
             },
         }))
+    }
+}
+
+/// The audit events of a code check's outcome: `accepted` on success; a wrong code's
+/// `VERIFY_FAILED` or a replay's `CODE_REPLAYED` (and `LOCKED_OUT` when it tripped the lockout);
+/// none for a refusal (nothing was checked).
+fn kinds_of<E>(checked: &Checked<E, Failure>, accepted: &[EventKind]) -> Vec<EventKind> {
+    match checked {
+        Checked::Accepted => accepted.to_vec(),
+        Checked::Refused(_) | Checked::Failed(_, FailureOutcome::NotCounted) => Vec::new(),
+        Checked::Failed(failure, outcome) => {
+            let kind = match failure {
+                Failure::WrongCode => EventKind::VerifyFailed,
+                Failure::Replayed => EventKind::CodeReplayed,
+            };
+            match outcome {
+                FailureOutcome::LockedOut { .. } => vec![kind, EventKind::LockedOut],
+                _ => vec![kind],
+            }
+        }
     }
 }

@@ -26,7 +26,6 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub use error::Error;
 use postgres::PgStore;
-pub use sqlite::EventBuffer;
 use sqlite::SqliteStore;
 
 /// Pool and driver tuning.
@@ -137,6 +136,92 @@ pub struct Event {
     pub kind: String,
     pub at: i64,
     pub correlation_id: Option<String>,
+    /// Who did it, for admin actions (an admin's `sub`, or `cli`).
+    pub actor: Option<String>,
+    /// An admin's reason (never shown to the user).
+    pub reason: Option<String>,
+}
+
+/// An event claimed for webhook delivery ([`Store::claim_deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    /// The Standard Webhooks message id (the same on every attempt).
+    pub webhook_id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub correlation_id: Option<String>,
+    pub actor: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    /// The start of its delivery window (the event's time, or the last `retry`).
+    pub window_from: i64,
+}
+
+/// What one delivery attempt ended in ([`Store::delivery_attempted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at the given time (ms).
+    RetryAt {
+        at: i64,
+        error: String,
+    },
+    /// The window ended: kept as failed (`attempted`: after an attempt now, else without one).
+    Failed {
+        error: String,
+        attempted: bool,
+    },
+}
+
+/// A pending or failed webhook delivery, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub id: i64,
+    pub webhook_id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub at: i64,
+    /// `pending` or `failed`.
+    pub delivery: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Which credentials the admin listing returns: `ALL` (pending, enabled or locked), or one
+/// state (`PENDING`, `ENABLED`, `LOCKED`), as the SQL of [`sql::LIST_CREDENTIALS`] spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    All,
+    Pending,
+    Enabled,
+    Locked,
+}
+
+impl StateFilter {
+    fn as_sql(self) -> &'static str {
+        match self {
+            StateFilter::All => "ALL",
+            StateFilter::Pending => "PENDING",
+            StateFilter::Enabled => "ENABLED",
+            StateFilter::Locked => "LOCKED",
+        }
+    }
+}
+
+/// One imported credential ([`Store::import`]): the secret already sealed.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub user_id: String,
+    pub secret: Vec<u8>,
+    pub key_id: String,
+    pub algorithm: String,
+    pub digits: i32,
+    pub period: i32,
+    /// Its `IMPORTED` event.
+    pub event: NewEvent,
 }
 
 /// An Ed25519 key that signs verification assertions (SPEC §7).
@@ -188,13 +273,18 @@ pub struct NewPending {
     pub now: i64,
 }
 
-/// An audit event to store.
-#[derive(Debug, Clone)]
+/// An audit event to store (in the unit of the change it reports).
+#[derive(Debug, Clone, Default)]
 pub struct NewEvent {
     pub user_id: String,
     pub kind: &'static str,
     pub at: i64,
     pub correlation_id: Option<String>,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    /// Set when the event is to be sent to the webhook receiver: its message id. The event is
+    /// then queued for delivery in the same transaction (the outbox).
+    pub webhook_id: Option<String>,
 }
 
 /// What a failed code check did to the counter.
@@ -325,11 +415,11 @@ impl Store {
         dispatch!(self.credential(user_id))
     }
 
-    /// Inserts or overwrites the user's pending secret in one statement. Returns `false` (and
-    /// changes nothing) when the user's credential is enabled. The failure counter is kept, so
-    /// starting over never clears a lockout.
-    pub async fn upsert_pending(&self, p: NewPending) -> Result<bool, Error> {
-        dispatch!(self.upsert_pending(p))
+    /// Inserts or overwrites the user's pending secret, and stores `event` with it in the same
+    /// transaction. Returns `false` (and changes nothing) when the user's credential is enabled.
+    /// The failure counter is kept, so starting over never clears a lockout.
+    pub async fn upsert_pending(&self, p: NewPending, event: NewEvent) -> Result<bool, Error> {
+        dispatch!(self.upsert_pending(p, event))
     }
 
     /// Runs one code check as a single atomic unit per user: reads the credential, lets
@@ -344,16 +434,86 @@ impl Store {
     /// judged"). On SQLite the unit is one job of the writer thread (which runs jobs one at a
     /// time, inside `BEGIN IMMEDIATE`, so also other processes wait); on PostgreSQL it is one
     /// transaction that reads the row with `SELECT … FOR UPDATE`, so any other check on the same
-    /// user, from any instance, waits for it. `decide` must be quick and do no I/O (on SQLite
-    /// it runs on the writer thread).
+    /// user, from any instance, waits for it. The events `record` returns for the outcome are
+    /// stored in the same unit, so no outcome is ever without its events (and no event without
+    /// its outcome). `decide` and `record` must be quick and do no I/O (on SQLite they run on the
+    /// writer thread).
     pub async fn check_code<R: Send + 'static, F: Send + 'static>(
         &self,
         user_id: &str,
         now: i64,
         limits: AttemptLimits,
         decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
-        dispatch!(self.check_code(user_id, now, limits, decide))
+        dispatch!(self.check_code(user_id, now, limits, decide, record))
+    }
+
+    /// Deletes the user's credential in any state and their recovery codes, with `event`, in one
+    /// transaction. `false` (and no event) when there was none.
+    pub async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
+        dispatch!(self.admin_reset(user_id, event))
+    }
+
+    /// Clears the user's failure counter and lockout, with `event`, in one transaction. `false`
+    /// (and no event) when the user has no credential.
+    pub async fn admin_unlock(&self, user_id: &str, now: i64, event: NewEvent) -> Result<bool, Error> {
+        dispatch!(self.admin_unlock(user_id, now, event))
+    }
+
+    /// Up to `limit` credentials in state `filter` at `now`, after user `after`, in user order
+    /// (keyset pagination over the primary key: a page costs the same at any depth).
+    pub async fn list_credentials(
+        &self,
+        after: &str,
+        limit: u64,
+        filter: StateFilter,
+        now: i64,
+    ) -> Result<Vec<Credential>, Error> {
+        dispatch!(self.list_credentials(after, limit, filter, now))
+    }
+
+    /// How many credentials are in state `filter` at `now`.
+    pub async fn count_credentials(&self, filter: StateFilter, now: i64) -> Result<u64, Error> {
+        dispatch!(self.count_credentials(filter, now))
+    }
+
+    /// Imports enabled credentials with their events, all in one transaction. Without `replace`,
+    /// a user who already has a credential stops the import: nothing is written and the answer
+    /// is `Err(index)` of that row.
+    pub async fn import(&self, rows: Vec<ImportRow>, replace: bool, now: i64) -> Result<Result<u64, usize>, Error> {
+        dispatch!(self.import(rows, replace, now))
+    }
+
+    /// Claims up to `limit` webhook deliveries due at `now` until `lease_until` (a claim another
+    /// instance left behind is taken over once its lease ends).
+    pub async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: u64) -> Result<Vec<Delivery>, Error> {
+        dispatch!(self.claim_deliveries(now, lease_until, limit))
+    }
+
+    /// Records a claimed delivery's attempt (`expired`: the window ended before an attempt).
+    pub async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
+        dispatch!(self.delivery_attempted(id, outcome, now))
+    }
+
+    /// Lets go of claimed deliveries without an attempt.
+    pub async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {
+        dispatch!(self.release_deliveries(ids))
+    }
+
+    /// Gives every failed delivery a fresh window from `now`; returns how many.
+    pub async fn retry_failed_deliveries(&self, now: i64) -> Result<u64, Error> {
+        dispatch!(self.retry_failed_deliveries(now))
+    }
+
+    /// How many events wait for delivery.
+    pub async fn pending_deliveries(&self) -> Result<u64, Error> {
+        dispatch!(self.pending_deliveries())
+    }
+
+    /// Pending and failed deliveries, oldest first.
+    pub async fn undelivered(&self, limit: u64) -> Result<Vec<Undelivered>, Error> {
+        dispatch!(self.undelivered(limit))
     }
 
     /// How many stored secrets (pending or enabled) are sealed under each key id.
@@ -394,32 +554,6 @@ impl Store {
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
         dispatch!(self.remaining_recovery_codes(user_id))
-    }
-
-    /// Inserts audit events (one transaction).
-    pub async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        dispatch!(self.add_events(events))
-    }
-
-    /// On SQLite, the buffer of audit events its writer thread inserts with each batch (see
-    /// [`EventBuffer`]); `None` on engines without a writer thread.
-    pub fn event_buffer(&self) -> Option<&EventBuffer> {
-        match &self.engine {
-            Engine::Postgres(_) => None,
-            Engine::Sqlite(s) => Some(s.event_buffer()),
-        }
-    }
-
-    /// Waits until every write queued so far, buffered audit events included, is committed (a
-    /// no-op on engines without a writer thread).
-    pub async fn settle(&self) -> Result<(), Error> {
-        match &self.engine {
-            Engine::Postgres(_) => Ok(()),
-            Engine::Sqlite(s) => s.settle().await,
-        }
     }
 
     /// The user's most recent events, newest first.

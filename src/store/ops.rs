@@ -2,11 +2,12 @@
 //! in the same order on SQLite and PostgreSQL. The engines decide only where an operation runs
 //! (SQLite: the writer thread or a reader; PostgreSQL: the pool or a transaction).
 
-use super::exec::{Exec, Row};
+use super::exec::{Exec, Param, Row};
 use super::sql;
+use super::sql::Kind;
 use super::{
-    AssertionKey, AttemptLimits, Change, Checked, Credential, Error, Event, FailureOutcome, NewEvent, NewPending,
-    Reseal, Sealed, Verdict,
+    AssertionKey, AttemptLimits, Change, Checked, Credential, Delivery, DeliveryOutcome, Error, Event, FailureOutcome,
+    ImportRow, NewEvent, NewPending, Reseal, Sealed, StateFilter, Undelivered, Verdict,
 };
 
 fn credential_of(row: &Row) -> Result<Credential, Error> {
@@ -38,7 +39,8 @@ pub(super) async fn credential<E: Exec>(e: &mut E, user_id: &str, lock: bool) ->
     e.query_opt(query, &[user_id.into()]).await?.as_ref().map(credential_of).transpose()
 }
 
-pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending) -> Result<bool, Error> {
+/// Runs inside one transaction (the event is written with the pending secret).
+pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending, event: &NewEvent) -> Result<bool, Error> {
     let params = [
         p.user_id.as_str().into(),
         p.secret.as_slice().into(),
@@ -49,7 +51,11 @@ pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending) -> Result
         p.expires_at.into(),
         p.now.into(),
     ];
-    Ok(e.execute(sql::UPSERT_PENDING, &params).await? == 1)
+    let stored = e.execute(sql::UPSERT_PENDING, &params).await? == 1;
+    if stored {
+        add_events(e, std::slice::from_ref(event)).await?;
+    }
+    Ok(stored)
 }
 
 /// One code check (see `Store::check_code`). Must run inside one unit that no other check on
@@ -60,9 +66,10 @@ pub(super) async fn check_code<E: Exec, R, F>(
     now: i64,
     limits: AttemptLimits,
     decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F>,
+    record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent>,
 ) -> Result<Checked<R, F>, Error> {
     let cred = credential(e, user_id, true).await?;
-    Ok(match decide(cred.as_ref()) {
+    let checked = match decide(cred.as_ref()) {
         Verdict::Refuse(answer) => Checked::Refused(answer),
         Verdict::Fail(failure) => Checked::Failed(failure, record_failure(e, user_id, now, limits).await?),
         Verdict::Accept(change) => {
@@ -76,7 +83,9 @@ pub(super) async fn check_code<E: Exec, R, F>(
                 Checked::Failed(failure, record_failure(e, user_id, now, limits).await?)
             }
         }
-    })
+    };
+    add_events(e, &record(&checked)).await?;
+    Ok(checked)
 }
 
 async fn record_failure<E: Exec>(
@@ -182,12 +191,181 @@ pub(super) async fn remaining_recovery_codes<E: Exec>(e: &mut E, user_id: &str) 
     Ok(row.map(|r| r.i64(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
-pub(super) async fn add_events<E: Exec>(e: &mut E, events: &[NewEvent]) -> Result<(), Error> {
+async fn add_events<E: Exec>(e: &mut E, events: &[NewEvent]) -> Result<(), Error> {
     for ev in events {
-        let params = [ev.user_id.as_str().into(), ev.kind.into(), ev.at.into(), ev.correlation_id.as_deref().into()];
+        let params = [
+            ev.user_id.as_str().into(),
+            ev.kind.into(),
+            ev.at.into(),
+            ev.correlation_id.as_deref().into(),
+            ev.actor.as_deref().into(),
+            ev.reason.as_deref().into(),
+            ev.webhook_id.as_deref().into(),
+        ];
         e.execute(sql::INSERT_EVENT, &params).await?;
     }
     Ok(())
+}
+
+/// See `Store::admin_reset`; runs inside one transaction.
+pub(super) async fn admin_reset<E: Exec>(e: &mut E, user_id: &str, event: &NewEvent) -> Result<bool, Error> {
+    let deleted = e.execute(sql::DELETE_CREDENTIAL, &[user_id.into()]).await? == 1;
+    if deleted {
+        e.execute(sql::DELETE_RECOVERY_CODES, &[user_id.into()]).await?;
+        add_events(e, std::slice::from_ref(event)).await?;
+    }
+    Ok(deleted)
+}
+
+/// See `Store::admin_unlock`; runs inside one transaction.
+pub(super) async fn admin_unlock<E: Exec>(e: &mut E, user_id: &str, now: i64, event: &NewEvent) -> Result<bool, Error> {
+    let unlocked = e.execute(sql::UNLOCK, &[user_id.into(), now.into()]).await? == 1;
+    if unlocked {
+        add_events(e, std::slice::from_ref(event)).await?;
+    }
+    Ok(unlocked)
+}
+
+fn count_of(row: Option<Row>) -> Result<u64, Error> {
+    Ok(row.map(|r| r.i64(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+fn limit_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn list_credentials<E: Exec>(
+    e: &mut E,
+    after: &str,
+    limit: u64,
+    filter: StateFilter,
+    now: i64,
+) -> Result<Vec<Credential>, Error> {
+    let params = [after.into(), limit_of(limit).into(), filter.as_sql().into(), now.into()];
+    e.query(sql::LIST_CREDENTIALS, &params).await?.iter().map(credential_of).collect()
+}
+
+pub(super) async fn count_credentials<E: Exec>(e: &mut E, filter: StateFilter, now: i64) -> Result<u64, Error> {
+    count_of(e.query_opt(sql::COUNT_CREDENTIALS, &[filter.as_sql().into(), now.into()]).await?)
+}
+
+/// See `Store::import`; runs inside one transaction, which the caller rolls back on `Err`.
+pub(super) async fn import<E: Exec>(
+    e: &mut E,
+    rows: &[ImportRow],
+    replace: bool,
+    now: i64,
+) -> Result<Result<u64, usize>, Error> {
+    e.execute(sql::TAKE_WRITE_LOCK, &[]).await?;
+    for (index, row) in rows.iter().enumerate() {
+        let params = [
+            row.user_id.as_str().into(),
+            row.secret.as_slice().into(),
+            row.key_id.as_str().into(),
+            row.algorithm.as_str().into(),
+            row.digits.into(),
+            row.period.into(),
+            now.into(),
+            i32::from(replace).into(),
+        ];
+        if e.execute(sql::INSERT_IMPORTED, &params).await? != 1 {
+            return Ok(Err(index));
+        }
+        if replace {
+            e.execute(sql::DELETE_RECOVERY_CODES, &[row.user_id.as_str().into()]).await?;
+        }
+        add_events(e, std::slice::from_ref(&row.event)).await?;
+    }
+    Ok(Ok(rows.len() as u64))
+}
+
+pub(super) async fn claim_deliveries<E: Exec>(
+    e: &mut E,
+    now: i64,
+    lease_until: i64,
+    limit: u64,
+) -> Result<Vec<Delivery>, Error> {
+    let mut query = sql::CLAIM_DELIVERIES;
+    if E::LOCKS_ROWS {
+        query.sql = query.locking.unwrap_or(query.sql);
+    }
+    // `RETURNING` keeps no order: oldest first.
+    let mut claimed = e
+        .query(query, &[now.into(), lease_until.into(), limit_of(limit).into()])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Delivery {
+                id: r.i64(0)?,
+                webhook_id: r.text(1)?,
+                user_id: r.text(2)?,
+                kind: r.text(3)?,
+                at: r.i64(4)?,
+                correlation_id: r.opt_text(5)?,
+                actor: r.opt_text(6)?,
+                attempts: r.i32(7)?,
+                window_from: r.i64(8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
+}
+
+pub(super) async fn delivery_attempted<E: Exec>(
+    e: &mut E,
+    id: i64,
+    outcome: &DeliveryOutcome,
+    now: i64,
+) -> Result<(), Error> {
+    let none = Option::<&str>::None;
+    let never = Param::Null(Kind::I64);
+    let params = match outcome {
+        DeliveryOutcome::Delivered => [id.into(), "delivered".into(), never, none.into(), now.into(), 1_i32.into()],
+        DeliveryOutcome::RetryAt { at, error } => {
+            [id.into(), "pending".into(), (*at).into(), error.as_str().into(), never, 1_i32.into()]
+        }
+        DeliveryOutcome::Failed { error, attempted } => {
+            [id.into(), "failed".into(), never, error.as_str().into(), never, i32::from(*attempted).into()]
+        }
+    };
+    e.execute(sql::DELIVERY_ATTEMPTED, &params).await.map(drop)
+}
+
+/// Runs inside one transaction.
+pub(super) async fn release_deliveries<E: Exec>(e: &mut E, ids: &[i64]) -> Result<(), Error> {
+    for id in ids {
+        e.execute(sql::RELEASE_DELIVERY, &[(*id).into()]).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn retry_failed_deliveries<E: Exec>(e: &mut E, now: i64) -> Result<u64, Error> {
+    e.execute(sql::RETRY_FAILED_DELIVERIES, &[now.into()]).await
+}
+
+pub(super) async fn pending_deliveries<E: Exec>(e: &mut E) -> Result<u64, Error> {
+    count_of(e.query_opt(sql::COUNT_PENDING_DELIVERIES, &[]).await?)
+}
+
+pub(super) async fn undelivered<E: Exec>(e: &mut E, limit: u64) -> Result<Vec<Undelivered>, Error> {
+    e.query(sql::UNDELIVERED, &[limit_of(limit).into()])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Undelivered {
+                id: r.i64(0)?,
+                webhook_id: r.text(1)?,
+                user_id: r.text(2)?,
+                kind: r.text(3)?,
+                at: r.i64(4)?,
+                delivery: r.text(5)?,
+                attempts: r.i32(6)?,
+                next_attempt_at: r.opt_i64(7)?,
+                last_error: r.opt_text(8)?,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn events<E: Exec>(e: &mut E, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
@@ -202,6 +380,8 @@ pub(super) async fn events<E: Exec>(e: &mut E, user_id: &str, limit: u64) -> Res
                 kind: r.text(2)?,
                 at: r.i64(3)?,
                 correlation_id: r.opt_text(4)?,
+                actor: r.opt_text(5)?,
+                reason: r.opt_text(6)?,
             })
         })
         .collect()

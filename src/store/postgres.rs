@@ -7,7 +7,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, State
 use super::exec::{Exec, Param, Row, Value};
 use super::sql::{Kind, Query};
 use super::{
-    AssertionKey, AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Sealed, Verdict, ops,
+    AssertionKey, AttemptLimits, Checked, Credential, Delivery, DeliveryOutcome, Error, Event, ImportRow, NewEvent,
+    NewPending, Reseal, Sealed, StateFilter, Undelivered, Verdict, ops,
 };
 
 /// [`Exec`] on a sea-orm connection or transaction.
@@ -84,8 +85,19 @@ impl PgStore {
         ops::credential(&mut self.exec(), user_id, false).await
     }
 
-    pub(super) async fn upsert_pending(&self, p: NewPending) -> Result<bool, Error> {
-        ops::upsert_pending(&mut self.exec(), &p).await
+    /// Runs `f` in one transaction, committed when it succeeds.
+    async fn in_txn<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut PgExec<'_, sea_orm::DatabaseTransaction>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let txn = self.db.begin().await?;
+        let out = f(&mut PgExec(&txn)).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    pub(super) async fn upsert_pending(&self, p: NewPending, event: NewEvent) -> Result<bool, Error> {
+        self.in_txn(async |e| ops::upsert_pending(e, &p, &event).await).await
     }
 
     pub(super) async fn check_code<R: Send + 'static, F: Send + 'static>(
@@ -94,21 +106,79 @@ impl PgStore {
         now: i64,
         limits: AttemptLimits,
         decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
+        self.in_txn(async |e| ops::check_code(e, user_id, now, limits, decide, record).await).await
+    }
+
+    pub(super) async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
+        self.in_txn(async |e| ops::admin_reset(e, user_id, &event).await).await
+    }
+
+    pub(super) async fn admin_unlock(&self, user_id: &str, now: i64, event: NewEvent) -> Result<bool, Error> {
+        self.in_txn(async |e| ops::admin_unlock(e, user_id, now, &event).await).await
+    }
+
+    pub(super) async fn list_credentials(
+        &self,
+        after: &str,
+        limit: u64,
+        filter: StateFilter,
+        now: i64,
+    ) -> Result<Vec<Credential>, Error> {
+        ops::list_credentials(&mut self.exec(), after, limit, filter, now).await
+    }
+
+    pub(super) async fn count_credentials(&self, filter: StateFilter, now: i64) -> Result<u64, Error> {
+        ops::count_credentials(&mut self.exec(), filter, now).await
+    }
+
+    pub(super) async fn import(
+        &self,
+        rows: Vec<ImportRow>,
+        replace: bool,
+        now: i64,
+    ) -> Result<Result<u64, usize>, Error> {
         let txn = self.db.begin().await?;
-        let checked = ops::check_code(&mut PgExec(&txn), user_id, now, limits, decide).await?;
-        txn.commit().await?;
-        Ok(checked)
+        let outcome = ops::import(&mut PgExec(&txn), &rows, replace, now).await?;
+        match outcome {
+            Ok(_) => txn.commit().await?,
+            Err(_) => txn.rollback().await?,
+        }
+        Ok(outcome)
+    }
+
+    pub(super) async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, Error> {
+        ops::claim_deliveries(&mut self.exec(), now, lease_until, limit).await
+    }
+
+    pub(super) async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
+        ops::delivery_attempted(&mut self.exec(), id, &outcome, now).await
+    }
+
+    pub(super) async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {
+        self.in_txn(async |e| ops::release_deliveries(e, &ids).await).await
+    }
+
+    pub(super) async fn retry_failed_deliveries(&self, now: i64) -> Result<u64, Error> {
+        ops::retry_failed_deliveries(&mut self.exec(), now).await
+    }
+
+    pub(super) async fn pending_deliveries(&self) -> Result<u64, Error> {
+        ops::pending_deliveries(&mut self.exec()).await
+    }
+
+    pub(super) async fn undelivered(&self, limit: u64) -> Result<Vec<Undelivered>, Error> {
+        ops::undelivered(&mut self.exec(), limit).await
     }
 
     pub(super) async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
         ops::remaining_recovery_codes(&mut self.exec(), user_id).await
-    }
-
-    pub(super) async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
-        let txn = self.db.begin().await?;
-        ops::add_events(&mut PgExec(&txn), &events).await?;
-        Ok(txn.commit().await?)
     }
 
     pub(super) async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {

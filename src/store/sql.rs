@@ -147,16 +147,162 @@ pub(super) const DELETE_RECOVERY_CODE: &str = "DELETE FROM recovery_codes WHERE 
 pub(super) const COUNT_RECOVERY_CODES: Query =
     Query { sql: "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1", locking: None, columns: &[Kind::I64] };
 
-/// `$1` user, `$2` kind, `$3` at, `$4` correlation id.
-pub(super) const INSERT_EVENT: &str =
-    "INSERT INTO audit_events (user_id, kind, at, correlation_id) VALUES ($1, $2, $3, $4)";
+/// Inserts an audit event; with a webhook id (`$7`) it is also queued for delivery (the outbox,
+/// SPEC §9: the row is written in the transaction of the change it reports). `$1` user, `$2`
+/// kind, `$3` at, `$4` correlation id, `$5` actor, `$6` reason, `$7` webhook id.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO audit_events (user_id, kind, at, correlation_id, actor, reason, \
+     webhook_id, delivery, attempts, next_attempt_at, window_from) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+     CASE WHEN $7 IS NULL THEN NULL ELSE 'pending' END, 0, CASE WHEN $7 IS NULL THEN NULL ELSE $3 END, $3)";
+
+/// The event columns, in the order of [`super::Event`]'s fields.
+macro_rules! event_columns {
+    () => {
+        "id, user_id, kind, at, correlation_id, actor, reason"
+    };
+}
+
+const EVENT_KINDS: &[Kind] = &[Kind::I64, Kind::Text, Kind::Text, Kind::I64, Kind::Text, Kind::Text, Kind::Text];
 
 /// `$1` user, `$2` limit → the newest events first.
 pub(super) const EVENTS: Query = Query {
-    sql: "SELECT id, user_id, kind, at, correlation_id FROM audit_events WHERE user_id = $1 \
-          ORDER BY id DESC LIMIT $2",
+    sql: concat!("SELECT ", event_columns!(), " FROM audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT $2"),
     locking: None,
-    columns: &[Kind::I64, Kind::Text, Kind::Text, Kind::I64, Kind::Text],
+    columns: EVENT_KINDS,
+};
+
+/// The state filter of the admin listing (SPEC §8), for `$state` = `ALL`, `NONE` (never
+/// matches), `PENDING`, `ENABLED` or `LOCKED`, at time `$now`: a credential is LOCKED while
+/// locked (enabled or pending), else ENABLED or PENDING (a pending one only until it expires).
+macro_rules! in_state {
+    ($state:literal, $now:literal) => {
+        concat!(
+            "(",
+            state_of!($now),
+            " = $",
+            $state,
+            " OR ($",
+            $state,
+            " = 'ALL' AND ",
+            state_of!($now),
+            " <> 'NONE'))"
+        )
+    };
+}
+
+/// A credential's state at `$now` (SPEC §8 `TwoFactorState`).
+macro_rules! state_of {
+    ($now:literal) => {
+        concat!(
+            "(CASE WHEN locked_until > $",
+            $now,
+            " THEN 'LOCKED' WHEN enabled = TRUE THEN 'ENABLED' \
+             WHEN pending_expires_at > $",
+            $now,
+            " THEN 'PENDING' ELSE 'NONE' END)"
+        )
+    };
+}
+
+/// A page of the admin listing: credentials after user `$1` in user order, at most `$2`, in state
+/// `$3` (see [`in_state`]) at `$4`.
+pub(super) const LIST_CREDENTIALS: Query = Query {
+    sql: concat!(
+        "SELECT ",
+        credential_columns!(),
+        " FROM totp_credentials WHERE user_id > $1 AND ",
+        in_state!(3, 4),
+        " ORDER BY user_id LIMIT $2"
+    ),
+    locking: None,
+    columns: CREDENTIAL.columns,
+};
+
+/// How many credentials are in state `$1` at `$2` (read from `idx_totp_credentials_state` alone).
+pub(super) const COUNT_CREDENTIALS: Query = Query {
+    sql: concat!("SELECT COUNT(*) FROM totp_credentials WHERE ", in_state!(1, 2)),
+    locking: None,
+    columns: &[Kind::I64],
+};
+
+/// Deletes a credential in any state (an admin reset). `$1` user.
+pub(super) const DELETE_CREDENTIAL: &str = "DELETE FROM totp_credentials WHERE user_id = $1";
+
+/// Clears the failure counter and any lockout (an admin unlock). `$1` user, `$2` now.
+pub(super) const UNLOCK: &str =
+    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = $2 WHERE user_id = $1";
+
+/// Inserts an imported, enabled credential (`$8` = 1: replacing whatever the user had).
+/// `$1` user, `$2` secret, `$3` key id, `$4` algorithm, `$5` digits, `$6` period, `$7` now.
+pub(super) const INSERT_IMPORTED: &str = "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, \
+     period, enabled, pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
+     updated_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, NULL, $7, NULL, 0, NULL, $7, $7) \
+     ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
+     algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, enabled = TRUE, \
+     pending_expires_at = NULL, enabled_at = excluded.enabled_at, last_used_step = NULL, failed_attempts = 0, \
+     locked_until = NULL, updated_at = excluded.updated_at WHERE $8 = 1";
+
+macro_rules! due_deliveries {
+    () => {
+        "SELECT id FROM audit_events WHERE delivery = 'pending' AND next_attempt_at <= $1 AND \
+         (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_attempt_at, id LIMIT $3"
+    };
+}
+
+macro_rules! delivery_returning {
+    () => {
+        " RETURNING id, webhook_id, user_id, kind, at, correlation_id, actor, attempts, window_from"
+    };
+}
+
+/// The webhook deliveries an instance takes: up to `$3` pending events due at `$1` that no live
+/// claim holds, leased until `$2`. On PostgreSQL rows another instance is claiming are skipped
+/// (`FOR UPDATE SKIP LOCKED`) in a materialized CTE, which runs once (a locking subquery under
+/// `IN` may run again per row and claim more than `$3`); SQLite's single writer serialises claims
+/// anyway.
+pub(super) const CLAIM_DELIVERIES: Query = Query {
+    sql: concat!(
+        "UPDATE audit_events SET claimed_until = $2 WHERE delivery = 'pending' AND id IN (",
+        due_deliveries!(),
+        ")",
+        delivery_returning!()
+    ),
+    locking: Some(concat!(
+        "WITH due AS MATERIALIZED (",
+        due_deliveries!(),
+        " FOR UPDATE SKIP LOCKED) UPDATE audit_events SET claimed_until = $2 WHERE delivery = 'pending' AND id IN \
+         (SELECT id FROM due)",
+        delivery_returning!()
+    )),
+    columns: DELIVERY_KINDS,
+};
+
+const DELIVERY_KINDS: &[Kind] =
+    &[Kind::I64, Kind::Text, Kind::Text, Kind::Text, Kind::I64, Kind::Text, Kind::Text, Kind::I32, Kind::I64];
+
+/// Records what became of a claimed event and lets go of the claim. `$1` id, `$2` new delivery
+/// state, `$3` next attempt, `$4` last error, `$5` delivered at, `$6` attempts made (0 or 1).
+pub(super) const DELIVERY_ATTEMPTED: &str = "UPDATE audit_events SET delivery = $2, attempts = attempts + $6, \
+     next_attempt_at = $3, last_error = $4, delivered_at = $5, claimed_until = NULL \
+     WHERE id = $1 AND delivery = 'pending'";
+
+/// Lets go of a claim without an attempt (shutdown). `$1` id.
+pub(super) const RELEASE_DELIVERY: &str =
+    "UPDATE audit_events SET claimed_until = NULL WHERE id = $1 AND delivery = 'pending'";
+
+/// Puts every failed event back in the queue with a fresh window from `$1`.
+pub(super) const RETRY_FAILED_DELIVERIES: &str = "UPDATE audit_events SET delivery = 'pending', window_from = $1, \
+     next_attempt_at = $1, claimed_until = NULL WHERE delivery = 'failed'";
+
+/// How many events wait for delivery.
+pub(super) const COUNT_PENDING_DELIVERIES: Query =
+    Query { sql: "SELECT COUNT(*) FROM audit_events WHERE delivery = 'pending'", locking: None, columns: &[Kind::I64] };
+
+/// Pending and failed deliveries, oldest first, at most `$1`.
+pub(super) const UNDELIVERED: Query = Query {
+    sql: "SELECT id, webhook_id, user_id, kind, at, delivery, attempts, next_attempt_at, last_error \
+          FROM audit_events WHERE delivery IN ('pending', 'failed') ORDER BY id LIMIT $1",
+    locking: None,
+    columns: &[Kind::I64, Kind::Text, Kind::Text, Kind::Text, Kind::I64, Kind::Text, Kind::I32, Kind::I64, Kind::Text],
 };
 
 /// Deletes up to `$2` expired, unlocked pending enrolments. `$1` now, `$2` batch.
@@ -168,8 +314,9 @@ pub(super) const PRUNE_PENDING: &str = concat!(
 );
 
 /// Deletes up to `$2` audit events older than `$1`.
-pub(super) const PRUNE_EVENTS: &str =
-    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)";
+/// Events still waiting for webhook delivery are kept.
+pub(super) const PRUNE_EVENTS: &str = "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+     WHERE at < $1 AND (delivery IS NULL OR delivery <> 'pending') LIMIT $2)";
 
 /// `SELECT 1`, for readiness.
 pub(super) const PING: Query = Query { sql: "SELECT 1", locking: None, columns: &[Kind::I32] };

@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::exec::{Exec, Param, Row, Value, run_ready};
 use super::sql::{Kind, Query};
 use super::{
-    AssertionKey, AttemptLimits, Checked, Credential, Error, Event, NewEvent, NewPending, Reseal, Sealed, Verdict, ops,
+    AssertionKey, AttemptLimits, Checked, Credential, Delivery, DeliveryOutcome, Error, Event, ImportRow, NewEvent,
+    NewPending, Reseal, Sealed, StateFilter, Undelivered, Verdict, ops,
 };
 
 /// How long a statement waits for another process's write lock before failing.
@@ -49,8 +50,6 @@ pub(super) struct SqliteStore {
     /// The queue of the writer thread (see [`writer_loop`]); dropping it stops the thread.
     writer: mpsc::Sender<Box<dyn Job>>,
     readers: Mutex<Vec<Connection>>,
-    /// Audit events waiting for the writer's next batch.
-    events: EventBuffer,
     /// Dropping it stops the checkpoint thread (after one last checkpoint).
     _checkpointer: std_mpsc::Sender<()>,
 }
@@ -159,13 +158,11 @@ impl SqliteStore {
             start_checkpointer(open_connection(&path)?).map_err(|e| Error::Unavailable(std::sync::Arc::new(e)))?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (queue, jobs) = mpsc::channel(WRITE_QUEUE);
-        let events = EventBuffer::default();
-        let buffered = events.clone();
         std::thread::Builder::new()
             .name("twofold-writer".into())
-            .spawn(move || writer_loop(&writer, jobs, &buffered))
+            .spawn(move || writer_loop(&writer, jobs))
             .map_err(|e| Error::Unavailable(std::sync::Arc::new(e)))?;
-        Ok(SqliteStore { path, writer: queue, readers: Mutex::new(Vec::new()), events, _checkpointer: checkpointer })
+        Ok(SqliteStore { path, writer: queue, readers: Mutex::new(Vec::new()), _checkpointer: checkpointer })
     }
 
     /// Runs `f` on an idle reader connection (opening one when none is idle).
@@ -242,32 +239,86 @@ impl SqliteStore {
         now: i64,
         limits: AttemptLimits,
         decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
         let user_id = user_id.to_owned();
-        self.write(move |c| op!(c, check_code(&user_id, now, limits, decide))).await
+        self.write(move |c| op!(c, check_code(&user_id, now, limits, decide, record))).await
     }
 
-    pub(super) async fn upsert_pending(&self, p: NewPending) -> Result<bool, Error> {
-        self.write(move |c| op!(c, upsert_pending(&p))).await
+    pub(super) async fn upsert_pending(&self, p: NewPending, event: NewEvent) -> Result<bool, Error> {
+        self.write(move |c| op!(c, upsert_pending(&p, &event))).await
+    }
+
+    pub(super) async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| op!(c, admin_reset(&user_id, &event))).await
+    }
+
+    pub(super) async fn admin_unlock(&self, user_id: &str, now: i64, event: NewEvent) -> Result<bool, Error> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| op!(c, admin_unlock(&user_id, now, &event))).await
+    }
+
+    pub(super) async fn list_credentials(
+        &self,
+        after: &str,
+        limit: u64,
+        filter: StateFilter,
+        now: i64,
+    ) -> Result<Vec<Credential>, Error> {
+        self.read(|c| op!(c, list_credentials(after, limit, filter, now)))
+    }
+
+    pub(super) async fn count_credentials(&self, filter: StateFilter, now: i64) -> Result<u64, Error> {
+        self.read(|c| op!(c, count_credentials(filter, now)))
+    }
+
+    /// One writer job: the whole import is one transaction, rolled back on a conflict.
+    pub(super) async fn import(
+        &self,
+        rows: Vec<ImportRow>,
+        replace: bool,
+        now: i64,
+    ) -> Result<Result<u64, usize>, Error> {
+        self.write_job(true, move |c| {
+            let outcome = op!(c, import(&rows, replace, now))?;
+            let keep = outcome.is_ok();
+            Ok((outcome, keep))
+        })
+        .await
+    }
+
+    pub(super) async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, Error> {
+        self.write(move |c| op!(c, claim_deliveries(now, lease_until, limit))).await
+    }
+
+    pub(super) async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
+        self.write(move |c| op!(c, delivery_attempted(id, &outcome, now))).await
+    }
+
+    pub(super) async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {
+        self.write(move |c| op!(c, release_deliveries(&ids))).await
+    }
+
+    pub(super) async fn retry_failed_deliveries(&self, now: i64) -> Result<u64, Error> {
+        self.write(move |c| op!(c, retry_failed_deliveries(now))).await
+    }
+
+    pub(super) async fn pending_deliveries(&self) -> Result<u64, Error> {
+        self.read(|c| op!(c, pending_deliveries()))
+    }
+
+    pub(super) async fn undelivered(&self, limit: u64) -> Result<Vec<Undelivered>, Error> {
+        self.read(|c| op!(c, undelivered(limit)))
     }
 
     pub(super) async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
         self.read(|c| op!(c, remaining_recovery_codes(user_id)))
-    }
-
-    pub(super) async fn add_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
-        self.write(move |c| op!(c, add_events(&events))).await
-    }
-
-    /// The buffer of audit events that the writer thread adds to its next batch.
-    pub(super) fn event_buffer(&self) -> &EventBuffer {
-        &self.events
-    }
-
-    /// Waits until every write queued before this call, and every buffered audit event, is
-    /// committed (or has failed).
-    pub(super) async fn settle(&self) -> Result<(), Error> {
-        self.write(|_| Ok(())).await
     }
 
     pub(super) async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
@@ -362,40 +413,13 @@ where
     }
 }
 
-/// Audit events on their way to the database: requests add them without waking the writer
-/// thread, which inserts whatever is buffered in the transaction of each batch it commits. Under
-/// load a batch comes every few hundred microseconds anyway, so an event costs its insert and no
-/// thread wake-up or commit of its own; when the writer is idle, the audit log asks for an empty
-/// batch ([`crate::audit`]). Cheap to clone (one shared buffer). Unbounded, but every request
-/// that adds an event also waits for a write of its own, so it holds at most a few events per
-/// request in flight.
-#[derive(Debug, Clone, Default)]
-pub struct EventBuffer(std::sync::Arc<Mutex<Vec<NewEvent>>>);
-
-impl EventBuffer {
-    /// Adds one event; `true` when the buffer was empty, i.e. no batch is yet due to write it.
-    pub fn push(&self, event: NewEvent) -> bool {
-        let mut events = lock(&self.0);
-        events.push(event);
-        events.len() == 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        lock(&self.0).is_empty()
-    }
-
-    fn take(&self) -> Vec<NewEvent> {
-        std::mem::take(&mut *lock(&self.0))
-    }
-}
-
 /// The writer thread: takes every job waiting (up to [`MAX_BATCH`]), runs them one after the
 /// other in one `BEGIN IMMEDIATE … COMMIT` (each write in a savepoint of its own, so one job's
-/// rollback or error leaves the others), inserts the buffered audit events, commits once, then
-/// answers them all. Under load this is group commit: one commit for many requests. Jobs run in
+/// rollback or error leaves the others; a job's audit events are part of the job), commits once,
+/// then answers them all. Under load this is group commit: one commit for many requests. Jobs run in
 /// arrival order, so a compare-and-set decides exactly as it would alone. Ends when the store is
 /// dropped.
-fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, buffer: &EventBuffer) {
+fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         jobs.push(first);
@@ -405,17 +429,16 @@ fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, buffe
                 Err(_) => break,
             }
         }
-        let events = buffer.take();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, &mut jobs, &events)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, &mut jobs)));
         let outcome = match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 let e = Error::from(e);
-                tracing::error!(error = %e, jobs = jobs.len(), events = events.len(), "SQLite write batch failed");
+                tracing::error!(error = %e, jobs = jobs.len(), "SQLite write batch failed");
                 Err(e)
             }
             Err(_) => {
-                tracing::error!(jobs = jobs.len(), events = events.len(), "SQLite write batch panicked");
+                tracing::error!(jobs = jobs.len(), "SQLite write batch panicked");
                 Err(Error::decode("write batch panicked".to_owned()))
             }
         };
@@ -425,10 +448,10 @@ fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>, buffe
     }
 }
 
-fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>], events: &[NewEvent]) -> rusqlite::Result<()> {
+fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
     // Dropped without commit (an error below, or a panic), the transaction rolls back.
     let txn = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    if let ([job], []) = (&mut *jobs, events) {
+    if let [job] = jobs {
         return if job.run(&txn) { txn.commit() } else { txn.rollback() };
     }
     for job in jobs.iter_mut() {
@@ -441,12 +464,6 @@ fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>], events: &[NewEvent]) 
             txn.prepare_cached("ROLLBACK TO job")?.execute([])?;
         }
         txn.prepare_cached("RELEASE job")?.execute([])?;
-    }
-    if !events.is_empty()
-        && let Err(error) = op!(&txn, add_events(events))
-    {
-        // A failed INSERT undoes itself; the batch's other changes stand.
-        tracing::error!(%error, count = events.len(), "audit events could not be written");
     }
     txn.commit()
 }

@@ -175,7 +175,6 @@ async fn the_private_key_is_sealed_at_rest() {
     assert_eq!(seed.len(), 32);
     assert!(!sealed.windows(32).any(|w| w == seed.as_slice()));
     if let Some(path) = twofold::store::sqlite_path(&app.db_url) {
-        app.state.service.flush_audit().await;
         for file in [path.clone(), format!("{}-wal", path.display()).into()] {
             let bytes = std::fs::read(&file).unwrap_or_default();
             assert!(!bytes.windows(32).any(|w| w == seed.as_slice()), "{} holds the private key", file.display());

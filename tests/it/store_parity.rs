@@ -5,7 +5,8 @@
 
 use sea_orm::ConnectionTrait;
 use twofold::store::{
-    AssertionKey, AttemptLimits, Change, Checked, FailureOutcome, NewEvent, NewPending, Reseal, Sealed, Store, Verdict,
+    AssertionKey, AttemptLimits, Change, Checked, DeliveryOutcome, FailureOutcome, ImportRow, NewEvent, NewPending,
+    Reseal, Sealed, StateFilter, Store, Verdict,
 };
 
 const NOW: i64 = 1_795_564_815_000;
@@ -25,7 +26,16 @@ fn pending(user: &str, secret: &[u8], now: i64) -> NewPending {
 }
 
 fn event(user: &str, kind: &'static str, at: i64) -> NewEvent {
-    NewEvent { user_id: user.to_owned(), kind, at, correlation_id: Some(format!("cid-{at}")) }
+    NewEvent { user_id: user.to_owned(), kind, at, correlation_id: Some(format!("cid-{at}")), ..NewEvent::default() }
+}
+
+/// An event queued for webhook delivery.
+fn hook(user: &str, kind: &'static str, at: i64) -> NewEvent {
+    NewEvent { webhook_id: Some(format!("msg_{user}_{at}")), ..event(user, kind, at) }
+}
+
+fn setup(user: &str, secret: &[u8], now: i64) -> (NewPending, NewEvent) {
+    (pending(user, secret, now), event(user, "SETUP_STARTED", now))
 }
 
 type Check = Checked<&'static str, &'static str>;
@@ -36,7 +46,16 @@ async fn try_check(
     now: i64,
     verdict: Verdict<&'static str, &'static str>,
 ) -> Result<Check, twofold::store::Error> {
-    store.check_code(user, now, LIMITS, move |_| verdict).await
+    let who = user.to_owned();
+    let record = move |c: &Check| match c {
+        Checked::Accepted => vec![event(&who, "VERIFIED", now)],
+        Checked::Failed(_, FailureOutcome::LockedOut { .. }) => {
+            vec![event(&who, "VERIFY_FAILED", now), hook(&who, "LOCKED_OUT", now)]
+        }
+        Checked::Failed(..) => vec![event(&who, "VERIFY_FAILED", now)],
+        Checked::Refused(_) => vec![],
+    };
+    store.check_code(user, now, LIMITS, move |_| verdict, record).await
 }
 
 async fn check(store: &Store, user: &str, now: i64, verdict: Verdict<&'static str, &'static str>) -> Check {
@@ -49,15 +68,48 @@ async fn transcript(store: Store) -> Vec<String> {
     let mut log = |what: &str, value: String| t.push(format!("{what}: {value}"));
     store.ping().await.unwrap();
     log("credential of nobody", format!("{:?}", store.credential("nobody").await.unwrap()));
-    log("upsert", format!("{:?}", store.upsert_pending(pending("alice", b"s1", NOW)).await.unwrap()));
-    log("upsert again", format!("{:?}", store.upsert_pending(pending("alice", b"s2", NOW + 1)).await.unwrap()));
+    log(
+        "upsert",
+        format!(
+            "{:?}",
+            {
+                let (p, e) = setup("alice", b"s1", NOW);
+                store.upsert_pending(p, e)
+            }
+            .await
+            .unwrap()
+        ),
+    );
+    log(
+        "upsert again",
+        format!(
+            "{:?}",
+            {
+                let (p, e) = setup("alice", b"s2", NOW + 1);
+                store.upsert_pending(p, e)
+            }
+            .await
+            .unwrap()
+        ),
+    );
     log("pending", format!("{:?}", store.credential("alice").await.unwrap()));
 
     // Enable with recovery codes, then the lifecycle of checks.
     let hashes = vec![b"h1".to_vec(), b"h2".to_vec(), b"h3".to_vec()];
     let enable = Change::Enable { step: 100, code_hashes: hashes, key_id: "k1".into() };
     log("enable", format!("{:?}", check(&store, "alice", NOW + 2, Verdict::Accept(enable)).await));
-    log("upsert while enabled", format!("{:?}", store.upsert_pending(pending("alice", b"s3", NOW + 3)).await.unwrap()));
+    log(
+        "upsert while enabled",
+        format!(
+            "{:?}",
+            {
+                let (p, e) = setup("alice", b"s3", NOW + 3);
+                store.upsert_pending(p, e)
+            }
+            .await
+            .unwrap()
+        ),
+    );
     log("codes", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
     let step =
         Change::ConsumeStep { step: 101, reseal: Some(Reseal { secret: b"s2-new".to_vec(), key_id: "k2".into() }) };
@@ -109,18 +161,90 @@ async fn transcript(store: Store) -> Vec<String> {
     log("codes after disable", format!("{:?}", store.remaining_recovery_codes("alice").await.unwrap()));
 
     // Disable with a step.
-    store.upsert_pending(pending("bob", b"b1", NOW)).await.unwrap();
+    {
+        let (p, e) = setup("bob", b"b1", NOW);
+        store.upsert_pending(p, e)
+    }
+    .await
+    .unwrap();
     let enable = Change::Enable { step: 5, code_hashes: vec![], key_id: "k1".into() };
     check(&store, "bob", NOW, Verdict::Accept(enable)).await;
     log("disable", format!("{:?}", check(&store, "bob", NOW + 1, Verdict::Accept(Change::Disable)).await));
     log("bob", format!("{:?}", store.credential("bob").await.unwrap()));
 
-    // Events.
-    store.add_events(vec![event("carol", "SETUP_STARTED", NOW), event("carol", "ENABLED", NOW + 1)]).await.unwrap();
-    store.add_events(vec![NewEvent { correlation_id: None, ..event("carol", "VERIFIED", NOW + 2) }]).await.unwrap();
-    store.settle().await.unwrap();
-    let events = store.events("carol", 2).await.unwrap();
+    // Events, written in the unit of each change (a refusal writes none).
+    let events = store.events("alice", 100).await.unwrap();
     log("events", format!("{:?}", events.iter().map(|e| (&e.kind, e.at, &e.correlation_id)).collect::<Vec<_>>()));
+
+    // Admin: listing by state, counts, unlock, reset, import.
+    for (user, secret) in [("u1", b"1"), ("u2", b"2"), ("u3", b"3"), ("u4", b"4")] {
+        let (p, e) = setup(user, secret, NOW);
+        store.upsert_pending(p, e).await.unwrap();
+    }
+    for user in ["u2", "u3"] {
+        let enable = Change::Enable { step: 1, code_hashes: vec![b"c".to_vec()], key_id: "k1".into() };
+        check(&store, user, NOW, Verdict::Accept(enable)).await;
+    }
+    for i in 0..3 {
+        check(&store, "u3", NOW + 1 + i, Verdict::Fail("wrong")).await;
+    }
+    let at = NOW + 10;
+    for filter in [StateFilter::All, StateFilter::Pending, StateFilter::Enabled, StateFilter::Locked] {
+        let page = store.list_credentials("", 3, filter, at).await.unwrap();
+        let users: Vec<_> = page.iter().map(|c| c.user_id.clone()).collect();
+        let count = store.count_credentials(filter, at).await.unwrap();
+        log(&format!("list {filter:?}"), format!("{users:?} of {count}"));
+    }
+    log("list after u2", format!("{:?}", store.list_credentials("u2", 10, StateFilter::All, at).await.unwrap().len()));
+    log("unlock", format!("{:?}", store.admin_unlock("u3", at, hook("u3", "ADMIN_UNLOCKED", at)).await.unwrap()));
+    log(
+        "unlock nobody",
+        format!("{:?}", store.admin_unlock("zz", at, hook("zz", "ADMIN_UNLOCKED", at)).await.unwrap()),
+    );
+    log("after unlock", format!("{:?}", store.credential("u3").await.unwrap()));
+    log("reset", format!("{:?}", store.admin_reset("u2", hook("u2", "ADMIN_RESET", at)).await.unwrap()));
+    log("reset again", format!("{:?}", store.admin_reset("u2", hook("u2", "ADMIN_RESET", at)).await.unwrap()));
+    log("codes after reset", format!("{:?}", store.remaining_recovery_codes("u2").await.unwrap()));
+    let row = |user: &str| ImportRow {
+        user_id: user.to_owned(),
+        secret: b"imported".to_vec(),
+        key_id: "k1".into(),
+        algorithm: "SHA256".into(),
+        digits: 8,
+        period: 60,
+        event: hook(user, "IMPORTED", at),
+    };
+    log("import conflict", format!("{:?}", store.import(vec![row("i1"), row("u3"), row("i2")], false, at).await));
+    log("i1 after refused import", format!("{:?}", store.credential("i1").await.unwrap()));
+    log("import", format!("{:?}", store.import(vec![row("i1"), row("u3")], true, at).await));
+    log("imported", format!("{:?}", store.credential("u3").await.unwrap()));
+    log("codes after import", format!("{:?}", store.remaining_recovery_codes("u3").await.unwrap()));
+    let admin_events = store.events("u3", 3).await.unwrap();
+    log("u3 events", format!("{:?}", admin_events.iter().map(|e| (&e.kind, &e.actor)).collect::<Vec<_>>()));
+
+    // The webhook outbox: claims, leases, outcomes, retries.
+    log("pending deliveries", format!("{:?}", store.pending_deliveries().await.unwrap()));
+    let claimed = store.claim_deliveries(at, at + 30_000, 100).await.unwrap();
+    let ids =
+        |d: &[twofold::store::Delivery]| d.iter().map(|d| (d.webhook_id.clone(), d.kind.clone())).collect::<Vec<_>>();
+    log("claimed", format!("{:?}", ids(&claimed)));
+    log("claimed while leased", format!("{:?}", ids(&store.claim_deliveries(at + 1, at + 30_000, 10).await.unwrap())));
+    store.delivery_attempted(claimed[0].id, DeliveryOutcome::Delivered, at + 2).await.unwrap();
+    let retry = DeliveryOutcome::RetryAt { at: at + 1_000, error: "receiver answered 500".into() };
+    store.delivery_attempted(claimed[1].id, retry, at + 2).await.unwrap();
+    let failed = DeliveryOutcome::Failed { error: "gone".into(), attempted: true };
+    store.delivery_attempted(claimed[2].id, failed, at + 2).await.unwrap();
+    store.release_deliveries(claimed[3..].iter().map(|d| d.id).collect()).await.unwrap();
+    let rest = store.claim_deliveries(at + 3, at + 30_000, 100).await.unwrap();
+    log("claimed the released", format!("{:?}", ids(&rest)));
+    store.release_deliveries(rest.iter().map(|d| d.id).collect()).await.unwrap();
+    log("retry due", format!("{:?}", ids(&store.claim_deliveries(at + 1_000, at + 40_000, 1).await.unwrap())));
+    log("lease taken over", format!("{:?}", ids(&store.claim_deliveries(at + 40_001, at + 70_000, 1).await.unwrap())));
+    let undelivered = store.undelivered(100).await.unwrap();
+    let summary: Vec<_> = undelivered.iter().map(|u| (&u.webhook_id, &u.delivery, u.attempts, &u.last_error)).collect();
+    log("undelivered", format!("{summary:?}"));
+    log("retry failed", format!("{:?}", store.retry_failed_deliveries(at + 5).await.unwrap()));
+    log("pending after retry", format!("{:?}", store.pending_deliveries().await.unwrap()));
 
     // Assertion keys: the first insert wins, a rotation retires the current key.
     let key = |kid: &str, at: i64| AssertionKey {
@@ -140,8 +264,18 @@ async fn transcript(store: Store) -> Vec<String> {
     log("published later", format!("{:?}", kids(store.assertion_keys(NOW + 5).await.unwrap())));
 
     // Reseal, key counts, prune.
-    store.upsert_pending(pending("dave", b"d1", NOW)).await.unwrap();
-    store.upsert_pending(pending("erin", b"e1", NOW)).await.unwrap();
+    {
+        let (p, e) = setup("dave", b"d1", NOW);
+        store.upsert_pending(p, e)
+    }
+    .await
+    .unwrap();
+    {
+        let (p, e) = setup("erin", b"e1", NOW);
+        store.upsert_pending(p, e)
+    }
+    .await
+    .unwrap();
     log("per key", format!("{:?}", store.secrets_per_key().await.unwrap()));
     let refused = store.reseal_secrets(|sealed| match sealed {
         Sealed::TotpSecret { user_id: "erin", .. } => Err("corrupt"),
@@ -206,8 +340,17 @@ async fn every_store_operation_answers_the_same_on_sqlite_and_postgresql() {
     );
     assert_eq!(expect("codes after disable"), "codes after disable: 0");
     assert_eq!(expect("reseal refused"), "reseal refused: Err(\"corrupt\")");
-    assert_eq!(expect("reseal"), "reseal: Ok(4)", "two secrets and two assertion keys");
-    assert_eq!(expect("events after prune"), "events after prune: 1");
+    assert_eq!(expect("reseal"), "reseal: Ok(8)", "six secrets and two assertion keys");
+    assert_eq!(expect("list All"), "list All: [\"u1\", \"u2\", \"u3\"] of 4");
+    assert_eq!(expect("list Locked"), "list Locked: [\"u3\"] of 1");
+    assert_eq!(expect("unlock nobody"), "unlock nobody: false");
+    assert_eq!(expect("reset again"), "reset again: false");
+    assert_eq!(expect("import conflict"), "import conflict: Ok(Err(1))");
+    assert_eq!(expect("i1 after refused import"), "i1 after refused import: None");
+    assert_eq!(expect("import"), "import: Ok(Ok(2))");
+    assert_eq!(expect("claimed while leased"), "claimed while leased: []");
+    assert!(expect("claimed").contains("LOCKED_OUT") && expect("claimed").contains("ADMIN_RESET"));
+    assert!(!expect("claimed").contains("VERIFIED"), "only events with a webhook id are queued");
 
     let Some((postgres, admin_url, name)) = postgres_store().await else { return };
     let on_postgres = transcript(postgres).await;
