@@ -43,6 +43,12 @@ impl Error {
         Error::Conflict(Arc::new(Message("the credential changed during a code check".into())))
     }
 
+    /// A PostgreSQL operation did not finish within its deadline (the server or the network is
+    /// gone).
+    pub(super) fn deadline() -> Self {
+        Error::Unavailable(Arc::new(Message("the database did not answer in time".into())))
+    }
+
     /// The SQLite writer thread is gone.
     pub(super) fn writer_stopped() -> Self {
         Error::Unavailable(Arc::new(Message("the SQLite writer thread stopped".into())))

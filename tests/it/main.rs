@@ -10,11 +10,14 @@
 
 mod common;
 
+mod admin_api;
+mod admin_cli;
 mod assertions;
 mod at_rest;
 mod auth;
 mod browser;
 mod enrolment;
+mod faults;
 mod jwks_url;
 mod layering;
 mod lifecycle;
@@ -23,9 +26,11 @@ mod migrations;
 mod openapi;
 mod parse_bounds;
 mod playground;
+mod props;
 mod prune;
 mod races;
 mod schema;
 mod settings;
 mod slow_clients;
 mod store_parity;
+mod webhooks;
