@@ -241,6 +241,7 @@ impl Deliverer {
             }
             let claimed = this.claim().await;
             if claimed.is_empty() {
+                this.update_gauge().await;
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
