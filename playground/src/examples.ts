@@ -1,5 +1,6 @@
 /**
- * The example operations opened as GraphiQL tabs, in the order of the enrolment flow.
+ * The example operations opened as GraphiQL tabs, in the order of the enrolment flow, then the
+ * admin operations (SPEC §8) in the order an operator helping a user would run them.
  * Every result union is matched with an inline fragment per member, plus `... on UserError`.
  */
 
@@ -12,6 +13,25 @@ const STATUS = `status {
         digits
         period
       }`;
+
+/** What an operator looks at: where the credential stands and whether it is locked. */
+const ADMIN_STATUS = `status {
+        userId
+        state
+        enabled
+        lockedUntil
+        recoveryCodesRemaining
+      }`;
+
+/**
+ * The comment lines every admin tab carries: the `admin…` fields need a token with the
+ * `twofold:admin` scope, and the page's headers hold the (non-admin) demo token.
+ */
+export const ADMIN_TOKEN_NOTE = `#     Admin only: the Authorization header needs a token with the twofold:admin scope.
+#     In dev mode \`twofold serve\` prints an admin demo token (user demo-admin, scope
+#     twofold:admin) beside the normal demo token: put it into this tab's headers.
+#     Otherwise mint one with  twofold token --sub ops --scope twofold:admin
+#     A token without that scope gets a FORBIDDEN error (and nothing changes).`;
 
 /**
  * A nonce like a host application would issue when a login starts: `login-` and 16 random hex
@@ -322,5 +342,111 @@ query TwoFactorStatus {
   }
 }
 `,
+  },
+  {
+    query: `# 10. Admin: any user's two-factor state, lockout and audit trail (newest first, with the
+#     admin who acted as actor). A user who never enrolled reads as state NONE. userId is the
+#     user's token sub ("demo" is the dev-mode demo token's user).
+${ADMIN_TOKEN_NOTE}
+query AdminTwoFactor($userId: String!) {
+  adminTwoFactor(userId: $userId) {
+    __typename
+    id
+    userId
+    state
+    enabled
+    lockedUntil
+    pendingSetupExpiresAt
+    enabledAt
+    recoveryCodesRemaining
+    events(first: 20) {
+      __typename
+      kind
+      at
+      actor
+      correlationId
+    }
+  }
+}
+`,
+    variables: '{\n  "userId": "demo"\n}',
+  },
+  {
+    query: `# 11. Admin: the users with a credential (pending, enabled or locked), a page at a time.
+#     For the next page, set "after" to pageInfo.endCursor; "state" filters (PENDING,
+#     ENABLED, LOCKED) and totalCount counts the filtered users over all pages.
+${ADMIN_TOKEN_NOTE}
+query AdminTwoFactors($first: Int! = 20, $after: String, $state: TwoFactorState) {
+  adminTwoFactors(first: $first, after: $after, state: $state) {
+    __typename
+    totalCount
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+    edges {
+      cursor
+      node {
+        userId
+        state
+        enabled
+        enabledAt
+        lockedUntil
+        pendingSetupExpiresAt
+        recoveryCodesRemaining
+      }
+    }
+  }
+}
+`,
+    variables: '{\n  "first": 20,\n  "after": null,\n  "state": null\n}',
+  },
+  {
+    query: `# 12. Admin: remove a user's credential (enabled or pending) and recovery codes, for a user
+#     who lost both their phone and their recovery codes; they can enrol again at once.
+#     The reason (at most 500 bytes) is kept with the ADMIN_RESET event, never shown to the user.
+${ADMIN_TOKEN_NOTE}
+mutation AdminResetTwoFactor($userId: String!, $reason: String) {
+  adminResetTwoFactor(userId: $userId, reason: $reason) {
+    __typename
+    ... on TwoFactorReset {
+      resetAt
+      ${ADMIN_STATUS}
+    }
+    ... on TotpNotEnabled {
+      code
+      message
+    }
+    ... on UserError {
+      code
+      message
+    }
+  }
+}
+`,
+    variables: '{\n  "userId": "demo",\n  "reason": "Lost phone and recovery codes; identity checked by support"\n}',
+  },
+  {
+    query: `# 13. Admin: clear a user's failed attempts and lockout, so the right code works at once
+#     (writes an ADMIN_UNLOCKED event).
+${ADMIN_TOKEN_NOTE}
+mutation AdminUnlockTwoFactor($userId: String!) {
+  adminUnlockTwoFactor(userId: $userId) {
+    __typename
+    ... on TwoFactorUnlocked {
+      ${ADMIN_STATUS}
+    }
+    ... on TotpNotEnabled {
+      code
+      message
+    }
+    ... on UserError {
+      code
+      message
+    }
+  }
+}
+`,
+    variables: '{\n  "userId": "demo"\n}',
   },
 ];

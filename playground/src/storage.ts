@@ -4,7 +4,7 @@
  * Headers are never persisted (GraphiQL's default): restored tabs get the configured headers again.
  */
 const PREFIX = 'twofold-playground:';
-const NAMESPACE = `${PREFIX}v2:`;
+const NAMESPACE = `${PREFIX}v3:`;
 
 export function namespacedStorage(): Storage | undefined {
   let ls: Storage;
