@@ -199,10 +199,11 @@ fn import_entry(
     Ok(crate::service::ImportEntry { user_id: user_id.to_owned(), secret: Secret::from_bytes(bytes), params })
 }
 
-/// How the operator commands print a user's state: the GraphQL field names (camelCase).
-pub fn status_json(status: &crate::service::Status, events: &[crate::service::Event]) -> serde_json::Value {
+/// How the operator commands print a user's state: the GraphQL field names (camelCase), with
+/// `events` when they were read.
+pub fn status_json(status: &crate::service::Status, events: Option<&[crate::service::Event]>) -> serde_json::Value {
     use crate::clock::rfc3339;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "userId": status.user_id,
         "state": state_name(status.state),
         "enabled": status.enabled,
@@ -213,14 +214,22 @@ pub fn status_json(status: &crate::service::Status, events: &[crate::service::Ev
         "algorithm": status.params.algorithm.as_str(),
         "digits": status.params.digits,
         "period": status.params.period,
-        "events": events.iter().map(|e| serde_json::json!({
-            "kind": e.kind.as_str(),
-            "at": rfc3339(e.at),
-            "correlationId": e.correlation_id,
-            "actor": e.actor,
-            "reason": e.reason,
-        })).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(events) = events {
+        json["events"] = events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "kind": e.kind.as_str(),
+                    "at": rfc3339(e.at),
+                    "correlationId": e.correlation_id,
+                    "actor": e.actor,
+                    "reason": e.reason,
+                })
+            })
+            .collect();
+    }
+    json
 }
 
 /// `NONE`, `PENDING`, `ENABLED` or `LOCKED`, as in GraphQL.

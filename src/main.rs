@@ -161,7 +161,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
             let status = service.status(&user).await.map_err(|e| e.to_string())?;
             let events = service.events(&user, 20).await.map_err(|e| e.to_string())?;
             if json {
-                print_json(&status_json(&status, &events));
+                print_json(&status_json(&status, Some(&events)));
             } else {
                 print!("{}", table(&STATUS_HEADER, &status_rows(std::slice::from_ref(&status))));
                 if !events.is_empty() {
@@ -205,7 +205,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
             }
             let total = service.admin_count(filter).await.map_err(|e| e.to_string())?;
             if json {
-                let users: Vec<serde_json::Value> = all.iter().map(|s| status_json(s, &[])).collect();
+                let users: Vec<serde_json::Value> = all.iter().map(|s| status_json(s, None)).collect();
                 print_json(&serde_json::json!({ "users": users, "totalCount": total }));
             } else {
                 print!("{}", table(&STATUS_HEADER, &status_rows(&all)));
@@ -236,7 +236,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
                 Ok(()) => {
                     let status = service.status(&user).await.map_err(|e| e.to_string())?;
                     if json {
-                        print_json(&status_json(&status, &[]));
+                        print_json(&status_json(&status, None));
                     } else {
                         println!("Unlocked {user:?} (state {}).", state_name(status.state));
                     }

@@ -469,14 +469,15 @@ impl Store {
         dispatch!(self.check_code(user_id, now, limits, decide, record))
     }
 
-    /// Deletes the user's credential in any state and their recovery codes, with `event`, in one
-    /// transaction. `false` (and no event) when there was none.
+    /// Deletes the user's credential (enabled, pending or locked at the event's time) and their
+    /// recovery codes, with `event`, in one transaction. `false` (and no event) when there was
+    /// none (a setup that expired unlocked counts as none).
     pub async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
         dispatch!(self.admin_reset(user_id, event))
     }
 
     /// Clears the user's failure counter and lockout, with `event`, in one transaction. `false`
-    /// (and no event) when the user has no credential.
+    /// (and no event) when the user has no credential at `now` (as [`Store::admin_reset`]).
     pub async fn admin_unlock(&self, user_id: &str, now: i64, event: NewEvent) -> Result<bool, Error> {
         dispatch!(self.admin_unlock(user_id, now, event))
     }

@@ -207,9 +207,9 @@ async fn add_events<E: Exec>(e: &mut E, events: &[NewEvent]) -> Result<(), Error
     Ok(())
 }
 
-/// See `Store::admin_reset`; runs inside one transaction.
+/// See `Store::admin_reset`; runs inside one transaction. "Now" is the event's time.
 pub(super) async fn admin_reset<E: Exec>(e: &mut E, user_id: &str, event: &NewEvent) -> Result<bool, Error> {
-    let deleted = e.execute(sql::DELETE_CREDENTIAL, &[user_id.into()]).await? == 1;
+    let deleted = e.execute(sql::DELETE_CREDENTIAL, &[user_id.into(), event.at.into()]).await? == 1;
     if deleted {
         e.execute(sql::DELETE_RECOVERY_CODES, &[user_id.into()]).await?;
         add_events(e, std::slice::from_ref(event)).await?;

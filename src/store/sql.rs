@@ -224,14 +224,26 @@ pub(super) const COUNT_CREDENTIALS: Query = Query {
     columns: &[Kind::I64],
 };
 
-/// Deletes a credential in any state (an admin reset). `$1` user.
-pub(super) const DELETE_CREDENTIAL: &str = "DELETE FROM totp_credentials WHERE user_id = $1";
+/// "The user has a credential at `$now`": enabled, a live pending setup, or locked (a setup that
+/// expired unlocked is none: state NONE, awaiting the pruner).
+macro_rules! has_credential {
+    ($now:literal) => {
+        concat!("(enabled = TRUE OR pending_expires_at > $", $now, " OR locked_until > $", $now, ")")
+    };
+}
+
+/// Deletes a credential in any state (an admin reset). `$1` user, `$2` now.
+pub(super) const DELETE_CREDENTIAL: &str =
+    concat!("DELETE FROM totp_credentials WHERE user_id = $1 AND ", has_credential!(2));
 
 /// Clears the failure counter and any lockout (an admin unlock). `$1` user, `$2` now.
-pub(super) const UNLOCK: &str =
-    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = $2 WHERE user_id = $1";
+pub(super) const UNLOCK: &str = concat!(
+    "UPDATE totp_credentials SET failed_attempts = 0, locked_until = NULL, updated_at = $2 WHERE user_id = $1 AND ",
+    has_credential!(2)
+);
 
-/// Inserts an imported, enabled credential (`$8` = 1: replacing whatever the user had).
+/// Inserts an imported, enabled credential, replacing a setup that expired unlocked (no
+/// credential), or with `$8` = 1 whatever the user had.
 /// `$1` user, `$2` secret, `$3` key id, `$4` algorithm, `$5` digits, `$6` period, `$7` now.
 pub(super) const INSERT_IMPORTED: &str = "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, \
      period, enabled, pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
@@ -239,7 +251,9 @@ pub(super) const INSERT_IMPORTED: &str = "INSERT INTO totp_credentials (user_id,
      ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
      algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, enabled = TRUE, \
      pending_expires_at = NULL, enabled_at = excluded.enabled_at, last_used_step = NULL, failed_attempts = 0, \
-     locked_until = NULL, updated_at = excluded.updated_at WHERE $8 = 1";
+     locked_until = NULL, updated_at = excluded.updated_at \
+     WHERE $8 = 1 OR NOT (totp_credentials.enabled = TRUE OR COALESCE(totp_credentials.pending_expires_at, 0) > $7 \
+     OR COALESCE(totp_credentials.locked_until, 0) > $7)";
 
 macro_rules! due_deliveries {
     () => {
