@@ -136,7 +136,21 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
+/// Operator changes write their events like requests do; they are queued for the webhook
+/// receiver only when the command runs with the server's webhook settings.
+fn warn_without_webhooks(service: &TwoFactor, command: &AdminCommand) {
+    let writes =
+        matches!(command, AdminCommand::Reset { .. } | AdminCommand::Unlock { .. } | AdminCommand::Import { .. });
+    if writes && service.settings().webhook_kinds.is_empty() {
+        eprintln!(
+            "twofold: note: TWOFOLD_WEBHOOK_URL is not set for this command, so its event is recorded but not sent to \
+             a webhook receiver (run operator commands with the server's settings)"
+        );
+    }
+}
+
 async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCode, String> {
+    warn_without_webhooks(service, &command);
     use twofold::admin::{STATUS_HEADER, state_name, status_json, status_rows, table};
     use twofold::clock::rfc3339;
     use twofold::service::{AdminError, State};
@@ -295,7 +309,10 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let list = store.undelivered(1000).await.map_err(|e| e.to_string())?;
+            const SHOWN: usize = 1000;
+            let mut list = store.undelivered(SHOWN as u64 + 1).await.map_err(|e| e.to_string())?;
+            let more = list.len() > SHOWN;
+            list.truncate(SHOWN);
             if json {
                 let items: Vec<serde_json::Value> = list
                     .iter()
@@ -308,7 +325,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
                         })
                     })
                     .collect();
-                print_json(&serde_json::json!({ "events": items }));
+                print_json(&serde_json::json!({ "events": items, "truncated": more }));
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -327,7 +344,10 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
                     .collect();
                 let header = ["WEBHOOK ID", "STATUS", "EVENT", "USER", "AT", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"];
                 print!("{}", table(&header, &rows));
-                println!("{} pending or failed event(s)", list.len());
+                match more {
+                    true => println!("the {SHOWN} oldest pending or failed events shown; more are queued"),
+                    false => println!("{} pending or failed event(s)", list.len()),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -37,6 +37,13 @@ fn describe() {
         "HTTP request latency by route and GraphQL operation."
     );
     metrics::describe_counter!("twofold_enrolments_total", "Enrolments started (pending secrets issued).");
+    metrics::describe_counter!(
+        "twofold_webhook_deliveries_total",
+        "Webhook delivery attempts by result: delivered (2xx), retry (scheduled again), failed (window over)."
+    );
+    metrics::describe_gauge!("twofold_webhook_outbox_pending", "Events waiting for webhook delivery.");
+    metrics::describe_counter!("twofold_admin_actions_total", "Admin resets and unlocks, by action.");
+    metrics::describe_counter!("twofold_imports_total", "Credentials imported with `twofold admin import`.");
     metrics::describe_counter!("twofold_enables_total", "Two-factor enabled.");
     metrics::describe_counter!("twofold_disables_total", "Two-factor disabled.");
     metrics::describe_counter!(

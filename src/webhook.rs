@@ -5,7 +5,7 @@
 //! [`crate::service`]), so a change is never without its event, also across a `SIGKILL`. The
 //! [`Deliverer`] of each instance then sends what is due:
 //!
-//! * **claims**: it takes up to [`BATCH`] due events by setting a lease (`claimed_until`, now +
+//! * **claims**: it keeps up to [`BATCH`] attempts in flight, taking due events by setting a lease (`claimed_until`, now +
 //!   [`LEASE`]) in one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so several instances
 //!   never send one event at the same time, and a killed instance's claims are taken over once
 //!   their lease ends;
@@ -32,7 +32,7 @@ use crate::clock::{Clock, rfc3339};
 use crate::service::EventKind;
 use crate::store::{Delivery, DeliveryOutcome, Store};
 
-/// Events claimed at a time (and sent concurrently).
+/// Attempts in flight at most (claimed and sent concurrently).
 pub const BATCH: u64 = 32;
 /// How long a claim holds: a killed instance's events are taken over after this.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -189,7 +189,8 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
 }
 
-/// The running deliverer: [`DelivererHandle::shutdown`] stops it.
+/// The running deliverer: [`DelivererHandle::shutdown`] stops it. Dropping the handle stops it
+/// too, without waiting (in-flight attempts get the same grace, then their claims are released).
 pub struct DelivererHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -221,6 +222,17 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("TWOFOLD_WEBHOOK_URL: the HTTP client cannot be set up ({e})"))
 }
 
+/// Whether the deliverer is to stop: [`DelivererHandle::shutdown`] was called, or the handle
+/// was dropped (then `changed` fails at once, every time: waiting on it alone would spin).
+fn stop_asked(stopped: &watch::Receiver<bool>) -> bool {
+    *stopped.borrow() || stopped.has_changed().is_err()
+}
+
+/// Resolves once the deliverer is to stop ([`stop_asked`]).
+async fn until_stop(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
 impl Deliverer {
     pub fn new(store: Store, settings: WebhookSettings, clock: Arc<dyn Clock>) -> Result<Self, String> {
         Ok(Deliverer { store, settings, client: client()?, clock })
@@ -233,73 +245,74 @@ impl Deliverer {
         DelivererHandle { stop, task }
     }
 
+    /// Keeps up to [`BATCH`] attempts in flight: claims what is due whenever there is room (at
+    /// once after a full claim or a wake-up, [`POLL`] after an empty one), so one receiver that is
+    /// slow to answer one event does not hold up the others. On stop, in-flight attempts get
+    /// [`SHUTDOWN_GRACE`]; the claims of the rest are released.
     async fn run(self, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+        use std::collections::HashSet;
+        use tokio::time::Instant;
         let this = Arc::new(self);
-        loop {
-            if *stopped.borrow() {
-                break;
-            }
-            let claimed = this.claim().await;
-            if claimed.is_empty() {
-                this.update_gauge().await;
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
-                    _ = stopped.changed() => {}
+        let mut in_flight: tokio::task::JoinSet<i64> = tokio::task::JoinSet::new();
+        let mut ids: HashSet<i64> = HashSet::new();
+        let mut next_look = Instant::now();
+        let room = |n: usize| BATCH.saturating_sub(n as u64);
+        while !stop_asked(&stopped) {
+            if room(in_flight.len()) > 0 && Instant::now() >= next_look {
+                let wanted = room(in_flight.len());
+                let claimed = this.claim(wanted).await;
+                let got = claimed.len() as u64;
+                for delivery in claimed {
+                    ids.insert(delivery.id);
+                    let this = this.clone();
+                    in_flight.spawn(async move { this.attempt(delivery).await });
                 }
-                continue;
-            }
-            let full = claimed.len() as u64 >= BATCH;
-            let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
-            let mut attempts = tokio::task::JoinSet::new();
-            for delivery in claimed {
-                let this = this.clone();
-                attempts.spawn(async move { this.attempt(delivery).await });
-            }
-            let mut done = Vec::new();
-            let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-            loop {
-                tokio::select! {
-                    next = attempts.join_next() => match next {
-                        Some(Ok(id)) => done.push(id),
-                        Some(Err(_)) => {}
-                        None => break,
-                    },
-                    _ = stopped.changed(), if grace.is_none() => {
-                        grace = Some(Box::pin(tokio::time::sleep(SHUTDOWN_GRACE)));
+                next_look = match got {
+                    0 => {
+                        this.update_gauge().await;
+                        Instant::now() + POLL
                     }
-                    () = async { if let Some(g) = grace.as_mut() { g.await } }, if grace.is_some() => {
-                        attempts.abort_all();
-                        break;
+                    // More may be due: look again as soon as there is room.
+                    n if n == wanted => Instant::now(),
+                    // A few were due; others may follow right behind them.
+                    _ => Instant::now() + Duration::from_millis(50),
+                };
+            }
+            let has_room = room(in_flight.len()) > 0;
+            tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok(id) = done {
+                        ids.remove(&id);
                     }
                 }
+                () = wake.notified() => next_look = Instant::now(),
+                () = tokio::time::sleep_until(next_look), if has_room => {}
+                () = until_stop(&mut stopped) => break,
             }
-            if grace.is_some() {
-                let left: Vec<i64> = ids.into_iter().filter(|id| !done.contains(id)).collect();
-                if !left.is_empty()
-                    && let Err(error) = this.store.release_deliveries(left).await
-                {
-                    tracing::warn!(%error, "webhook claims could not be released; they expire on their own");
+        }
+        if !in_flight.is_empty() {
+            let finish = async {
+                while let Some(done) = in_flight.join_next().await {
+                    if let Ok(id) = done {
+                        ids.remove(&id);
+                    }
                 }
-                break;
-            }
-            this.update_gauge().await;
-            if !full {
-                // Whatever else is due is a few events; look again after a short breath.
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = stopped.changed() => {}
-                }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, finish).await;
+            in_flight.abort_all();
+            if !ids.is_empty()
+                && let Err(error) = this.store.release_deliveries(ids.into_iter().collect()).await
+            {
+                tracing::warn!(%error, "webhook claims could not be released; they expire on their own");
             }
         }
         this.update_gauge().await;
     }
 
-    async fn claim(&self) -> Vec<Delivery> {
+    async fn claim(&self, limit: u64) -> Vec<Delivery> {
         let now = self.clock.now_ms();
         let lease_until = now.saturating_add(i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX));
-        match self.store.claim_deliveries(now, lease_until, BATCH).await {
+        match self.store.claim_deliveries(now, lease_until, limit).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "webhook outbox cannot be read; will retry");

@@ -303,9 +303,10 @@ pub(super) const DELIVERY_ATTEMPTED: &str = "UPDATE audit_events SET delivery = 
 pub(super) const RELEASE_DELIVERY: &str =
     "UPDATE audit_events SET claimed_until = NULL WHERE id = $1 AND delivery = 'pending'";
 
-/// Puts every failed event back in the queue with a fresh window from `$1`.
+/// Puts every failed event back in the queue with a fresh window from `$1` (and the backoff
+/// schedule from its start).
 pub(super) const RETRY_FAILED_DELIVERIES: &str = "UPDATE audit_events SET delivery = 'pending', window_from = $1, \
-     next_attempt_at = $1, claimed_until = NULL WHERE delivery = 'failed'";
+     next_attempt_at = $1, attempts = 0, claimed_until = NULL WHERE delivery = 'failed'";
 
 /// How many events wait for delivery.
 pub(super) const COUNT_PENDING_DELIVERIES: Query =
