@@ -97,16 +97,19 @@ pub fn parse_import(
     input
         .read_to_end(&mut text)
         .map_err(|e| vec![ImportProblem { line: 0, reason: format!("cannot read the input: {e}") }])?;
-    // The line of a byte offset (the csv reader's own line count skips blank lines).
-    let line_at = |p: Option<&csv::Position>| {
-        p.map_or(0, |p| {
-            let mut end = usize::try_from(p.byte()).unwrap_or(usize::MAX).min(text.len());
-            // A record's position is where the reader stood, before the blank lines it skips.
-            while end < text.len() && matches!(text[end], b'\n' | b'\r') {
-                end += 1;
-            }
-            1 + text[..end].iter().filter(|&&b| b == b'\n').count() as u64
-        })
+    // The line of a byte offset (the csv reader's own line count skips blank lines), counted on
+    // from the previous record's (records come in order: linear in the file's size).
+    let mut counted = (0_usize, 1_u64);
+    let mut line_at = |p: Option<&csv::Position>| {
+        let Some(p) = p else { return 0 };
+        let mut end = usize::try_from(p.byte()).unwrap_or(usize::MAX).min(text.len());
+        // A record's position is where the reader stood, before the blank lines it skips.
+        while end < text.len() && matches!(text[end], b'\n' | b'\r') {
+            end += 1;
+        }
+        let (from, line) = if end >= counted.0 { counted } else { (0, 1) };
+        counted = (end, line + text[from..end].iter().filter(|&&b| b == b'\n').count() as u64);
+        counted.1
     };
     let mut reader =
         csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).flexible(true).from_reader(text.as_slice());
