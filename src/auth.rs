@@ -55,9 +55,17 @@ struct Claims {
     sub: Option<Value>,
     email: Option<Value>,
     preferred_username: Option<Value>,
+    /// Present, `null` included: a token carrying `"token_type": null` carries a type other than
+    /// `access` (serde would read the `null` as absent).
+    #[serde(default, deserialize_with = "present")]
     token_type: Option<Value>,
     scope: Option<Value>,
     scp: Option<Value>,
+}
+
+/// `Some` for a member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Verifies bearer tokens against an explicit algorithm allow-list, with keys from one of three

@@ -201,8 +201,9 @@ impl SqliteStore {
     /// its whole page cache whenever another connection has committed, so under a write load a
     /// reader re-reads every B-tree page it needs (`pread` system calls; measured 12 µs of CPU
     /// per lookup during the verify load), while the writer's own cache stays warm (about 2 µs).
-    /// The answer comes after the batch it joined is committed, so it never reflects a write
-    /// that is then rolled back.
+    /// It runs before the writes of the batch it joins and outside their transaction, so it sees
+    /// committed data only (never a write that is then rolled back) and its answer does not
+    /// depend on their commit: a commit that fails (a full disk) fails the writes alone.
     async fn read_on_writer<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
@@ -371,7 +372,8 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch is committed (or failed as a whole).
     fn finish(self: Box<Self>, batch: Result<(), &Error>);
-    /// Whether the job needs a savepoint of its own to be rolled back alone (a read does not).
+    /// Whether the job writes, and so needs a savepoint of its own to be rolled back alone; a
+    /// read does not, and runs before the batch's writes (see [`writer_loop`]).
     fn needs_savepoint(&self) -> bool {
         true
     }
@@ -413,14 +415,20 @@ where
     }
 }
 
-/// The writer thread: takes every job waiting (up to [`MAX_BATCH`]), runs them one after the
-/// other in one `BEGIN IMMEDIATE … COMMIT` (each write in a savepoint of its own, so one job's
-/// rollback or error leaves the others; a job's audit events are part of the job), commits once,
-/// then answers them all. Under load this is group commit: one commit for many requests. Jobs run in
-/// arrival order, so a compare-and-set decides exactly as it would alone. Ends when the store is
-/// dropped.
+/// The writer thread: takes every job waiting (up to [`MAX_BATCH`]), answers its reads, then
+/// runs its writes one after the other in one `BEGIN IMMEDIATE … COMMIT` (each write in a
+/// savepoint of its own, so one job's rollback or error leaves the others; a job's audit events
+/// are part of the job), commits once, then answers them all. Under load this is group commit:
+/// one commit for many requests. Writes run in arrival order, so a compare-and-set decides
+/// exactly as it would alone. Ends when the store is dropped.
+///
+/// The reads ([`SqliteStore::read_on_writer`]) run first, each on its own, outside the writes'
+/// transaction: none of the batch's writes is answered yet, so a read may come before them, and
+/// a commit that fails (SQLITE_FULL on a full disk) fails only the writes — reads keep working
+/// (SPEC §10).
 fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut reads: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -429,22 +437,42 @@ fn writer_loop(conn: &Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(conn, &mut jobs)));
-        let outcome = match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                let e = Error::from(e);
-                tracing::error!(error = %e, jobs = jobs.len(), "SQLite write batch failed");
-                Err(e)
-            }
-            Err(_) => {
-                tracing::error!(jobs = jobs.len(), "SQLite write batch panicked");
-                Err(Error::decode("write batch panicked".to_owned()))
-            }
-        };
-        for job in jobs.drain(..) {
-            job.finish(outcome.as_ref().map(|_| ()));
+        reads.extend(jobs.extract_if(.., |job| !job.needs_savepoint()));
+        if !reads.is_empty() {
+            run_and_answer(&mut reads, "read", |reads| {
+                for job in reads.iter_mut() {
+                    job.run(conn);
+                }
+                Ok(())
+            });
         }
+        if !jobs.is_empty() {
+            run_and_answer(&mut jobs, "write", |jobs| run_batch(conn, jobs));
+        }
+    }
+}
+
+/// Runs `jobs` with `run` (a panic fails them all), logs a failure once, and answers every job.
+fn run_and_answer(
+    jobs: &mut Vec<Box<dyn Job>>,
+    what: &str,
+    run: impl FnOnce(&mut [Box<dyn Job>]) -> rusqlite::Result<()>,
+) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(jobs)));
+    let outcome = match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            let e = Error::from(e);
+            tracing::error!(error = %e, jobs = jobs.len(), "SQLite {what} batch failed");
+            Err(e)
+        }
+        Err(_) => {
+            tracing::error!(jobs = jobs.len(), "SQLite {what} batch panicked");
+            Err(Error::decode(format!("{what} batch panicked")))
+        }
+    };
+    for job in jobs.drain(..) {
+        job.finish(outcome.as_ref().map(|_| ()));
     }
 }
 
@@ -455,10 +483,6 @@ fn run_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> rusqlite::Result<(
         return if job.run(&txn) { txn.commit() } else { txn.rollback() };
     }
     for job in jobs.iter_mut() {
-        if !job.needs_savepoint() {
-            job.run(&txn);
-            continue;
-        }
         txn.prepare_cached("SAVEPOINT job")?.execute([])?;
         if !job.run(&txn) {
             txn.prepare_cached("ROLLBACK TO job")?.execute([])?;
