@@ -137,7 +137,7 @@ impl Query {
     async fn admin_two_factors(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "Page size (clamped to 1–100).")] first: i32,
+        #[graphql(default = 20, desc = "Page size (clamped to 1–100).")] first: i64,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only users in this state (`NONE` matches nobody).")] state: Option<TwoFactorState>,
     ) -> async_graphql::Result<TwoFactorStatusConnection> {
@@ -156,8 +156,7 @@ impl Query {
             let page_info = PageInfo { has_next_page: false, end_cursor: None };
             return Ok(TwoFactorStatusConnection { edges: Vec::new(), page_info, total_count: 0 });
         };
-        let (page, has_next_page) =
-            data.service.admin_list(i64::from(first), after.as_deref(), filter).await.map_err(internal)?;
+        let (page, has_next_page) = data.service.admin_list(first, after.as_deref(), filter).await.map_err(internal)?;
         // Counting reads the whole state index: only when asked for.
         let total = match ctx.look_ahead().field("totalCount").exists() {
             true => data.service.admin_count(filter).await.map_err(internal)?,

@@ -474,12 +474,12 @@ impl TwoFactorStatus {
     async fn events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "How many events, newest first (clamped to 1–100).")] first: i32,
+        #[graphql(default = 20, desc = "How many events, newest first (clamped to 1–100).")] first: i64,
     ) -> async_graphql::Result<Vec<TwoFactorEvent>> {
         let data = ctx.data::<RequestData>()?;
         let events = data
             .service
-            .events(&self.0.user_id, i64::from(first))
+            .events(&self.0.user_id, first)
             .await
             .map_err(|e| super::internal_error(&data.correlation_id, &e))?;
         Ok(events

@@ -141,6 +141,15 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The verify route's 401: a wrong or replayed code (`{"error":"Invalid code."}`) or an
+/// authentication failure in the JWT layer's shape (`{"code":401,"message":…}`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum VerifyUnauthorizedBody {
+    Code(ErrorBody),
+    Token(JwtErrorBody),
+}
+
 /// Authentication failures, in Storno's JWT-layer shape.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JwtErrorBody {
@@ -425,7 +434,7 @@ pub(crate) async fn status(State(state): State<AppState>, Caller(viewer, _): Cal
     responses(
         (status = 200, description = "Verified, with the signed assertion of SPEC §7", body = VerifyResponse),
         (status = 400, description = "`Missing code.`, `MFA is not enabled.`, `Invalid nonce.` or `Invalid JSON body.`", body = ErrorBody),
-        (status = 401, description = "Wrong or replayed code (`{\"error\":\"Invalid code.\"}`), or a missing/invalid/expired token (`{\"code\":401,\"message\":…}`)", body = ErrorBody, example = json!({"error": "Invalid code."})),
+        (status = 401, description = "Wrong or replayed code (`{\"error\":\"Invalid code.\"}`), or a missing/invalid/expired token (`{\"code\":401,\"message\":…}`)", body = VerifyUnauthorizedBody, example = json!({"error": "Invalid code."})),
         (status = 429, description = "Locked out after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds until codes are checked again")), example = json!({"error": "Too many attempts. Try again in 300 seconds."})),
     ))]
 pub(crate) async fn verify(

@@ -307,3 +307,23 @@ async fn a_request_cannot_multiply_reads() {
     assert!(res.get("errors").is_none(), "{res}");
     assert_eq!(res["data"]["a19"]["enabled"], false);
 }
+
+/// A page size far outside 32 bits (as a literal or a variable) is clamped like any other, not a
+/// resolver error that nulls a non-null field; a number no integer type holds is refused before
+/// anything runs.
+#[tokio::test]
+async fn huge_page_sizes_are_clamped() {
+    let app = TestApp::spawn().await;
+    let t = token("big");
+    let res = app.graphql(Some(&t), "{ twoFactor { events(first: 23020664465487824) { kind } } }", json!({})).await;
+    assert!(res.get("errors").is_none(), "{res}");
+    assert!(res["data"]["twoFactor"]["events"].is_array(), "{res}");
+    let query = "query($n: Int!) { twoFactor { events(first: $n) { kind } } }";
+    let res = app.graphql(Some(&t), query, json!({ "n": -4798759388_i64 })).await;
+    assert!(res.get("errors").is_none(), "{res}");
+    let res =
+        app.graphql(Some(&t), "{ twoFactor { events(first: 100000000000000000000000) { kind } } }", json!({})).await;
+    eprintln!("{res}");
+    assert!(res["errors"].is_array(), "{res}");
+    assert!(res.get("data").is_none_or(Value::is_null), "nothing runs: {res}");
+}
