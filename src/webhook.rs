@@ -41,6 +41,8 @@ pub const LEASE: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_secs(1);
 /// The timeout of one attempt.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the outcomes of attempts that finish together are gathered into one write.
+pub const OUTCOME_GATHER: Duration = Duration::from_millis(20);
 /// How long in-flight attempts may run on after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// The wait before each retry: after the 1st attempt 1 s, after the 2nd 5 s, …; hourly after the
@@ -253,7 +255,7 @@ impl Deliverer {
         use std::collections::HashSet;
         use tokio::time::Instant;
         let this = Arc::new(self);
-        let mut in_flight: tokio::task::JoinSet<i64> = tokio::task::JoinSet::new();
+        let mut in_flight: tokio::task::JoinSet<(i64, DeliveryOutcome)> = tokio::task::JoinSet::new();
         let mut ids: HashSet<i64> = HashSet::new();
         let mut next_look = Instant::now();
         let room = |n: usize| BATCH.saturating_sub(n as u64);
@@ -281,9 +283,20 @@ impl Deliverer {
             let has_room = room(in_flight.len()) > 0;
             tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Ok(id) = done {
-                        ids.remove(&id);
+                    // Gather what finishes within a moment, and store it in one write.
+                    let mut outcomes: Vec<(i64, DeliveryOutcome)> = done.into_iter().collect();
+                    let gather = tokio::time::sleep(OUTCOME_GATHER);
+                    tokio::pin!(gather);
+                    while !in_flight.is_empty() {
+                        tokio::select! {
+                            Some(done) = in_flight.join_next() => outcomes.extend(done),
+                            () = &mut gather => break,
+                        }
                     }
+                    for (id, _) in &outcomes {
+                        ids.remove(id);
+                    }
+                    this.record(outcomes).await;
                 }
                 () = wake.notified() => next_look = Instant::now(),
                 () = tokio::time::sleep_until(next_look), if has_room => {}
@@ -291,15 +304,18 @@ impl Deliverer {
             }
         }
         if !in_flight.is_empty() {
+            let mut outcomes = Vec::new();
             let finish = async {
                 while let Some(done) = in_flight.join_next().await {
-                    if let Ok(id) = done {
-                        ids.remove(&id);
-                    }
+                    outcomes.extend(done);
                 }
             };
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, finish).await;
             in_flight.abort_all();
+            for (id, _) in &outcomes {
+                ids.remove(id);
+            }
+            this.record(outcomes).await;
             if !ids.is_empty()
                 && let Err(error) = this.store.release_deliveries(ids.into_iter().collect()).await
             {
@@ -327,8 +343,8 @@ impl Deliverer {
         }
     }
 
-    /// One attempt at one claimed event, and its outcome stored. Returns the event's id.
-    async fn attempt(&self, d: Delivery) -> i64 {
+    /// One attempt at one claimed event: its id and outcome (stored by [`Deliverer::record`]).
+    async fn attempt(&self, d: Delivery) -> (i64, DeliveryOutcome) {
         let now = self.clock.now_ms();
         let max_age = i64::try_from(self.settings.max_age.as_millis()).unwrap_or(i64::MAX);
         let window_end = d.window_from.saturating_add(max_age);
@@ -357,11 +373,16 @@ impl Deliverer {
         if let DeliveryOutcome::Failed { error, .. } = &outcome {
             tracing::warn!(webhook_id = %d.webhook_id, kind = %d.kind, %error, "webhook event failed for good");
         }
-        if let Err(error) = self.store.delivery_attempted(d.id, outcome, self.clock.now_ms()).await {
-            // The claim runs out and the event is sent again: at least once.
-            tracing::warn!(%error, webhook_id = %d.webhook_id, "webhook outcome could not be stored");
+        (d.id, outcome)
+    }
+
+    /// Stores the outcomes of finished attempts in one write.
+    async fn record(&self, outcomes: Vec<(i64, DeliveryOutcome)>) {
+        let count = outcomes.len();
+        if let Err(error) = self.store.deliveries_attempted(outcomes, self.clock.now_ms()).await {
+            // The claims run out and the events are sent again: at least once.
+            tracing::warn!(%error, count, "webhook outcomes could not be stored");
         }
-        d.id
     }
 
     async fn send(&self, d: &Delivery, now: i64) -> Result<(), String> {

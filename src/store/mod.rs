@@ -159,7 +159,7 @@ pub struct Delivery {
     pub window_from: i64,
 }
 
-/// What one delivery attempt ended in ([`Store::delivery_attempted`]).
+/// What one delivery attempt ended in ([`Store::deliveries_attempted`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
     Delivered,
@@ -512,9 +512,13 @@ impl Store {
         dispatch!(self.claim_deliveries(now, lease_until, limit))
     }
 
-    /// Records a claimed delivery's attempt (`expired`: the window ended before an attempt).
-    pub async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
-        dispatch!(self.delivery_attempted(id, outcome, now))
+    /// Records what became of claimed deliveries (one transaction for all of them, so a busy
+    /// deliverer costs one write per round, not one per event).
+    pub async fn deliveries_attempted(&self, outcomes: Vec<(i64, DeliveryOutcome)>, now: i64) -> Result<(), Error> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.deliveries_attempted(outcomes, now))
     }
 
     /// Lets go of claimed deliveries without an attempt.

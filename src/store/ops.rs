@@ -312,12 +312,19 @@ pub(super) async fn claim_deliveries<E: Exec>(
     Ok(claimed)
 }
 
-pub(super) async fn delivery_attempted<E: Exec>(
+/// Runs inside one transaction.
+pub(super) async fn deliveries_attempted<E: Exec>(
     e: &mut E,
-    id: i64,
-    outcome: &DeliveryOutcome,
+    outcomes: &[(i64, DeliveryOutcome)],
     now: i64,
 ) -> Result<(), Error> {
+    for (id, outcome) in outcomes {
+        delivery_attempted(e, *id, outcome, now).await?;
+    }
+    Ok(())
+}
+
+async fn delivery_attempted<E: Exec>(e: &mut E, id: i64, outcome: &DeliveryOutcome, now: i64) -> Result<(), Error> {
     let none = Option::<&str>::None;
     let never = Param::Null(Kind::I64);
     let params = match outcome {

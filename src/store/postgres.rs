@@ -157,8 +157,12 @@ impl PgStore {
         ops::claim_deliveries(&mut self.exec(), now, lease_until, limit).await
     }
 
-    pub(super) async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
-        ops::delivery_attempted(&mut self.exec(), id, &outcome, now).await
+    pub(super) async fn deliveries_attempted(
+        &self,
+        outcomes: Vec<(i64, DeliveryOutcome)>,
+        now: i64,
+    ) -> Result<(), Error> {
+        self.in_txn(async |e| ops::deliveries_attempted(e, &outcomes, now).await).await
     }
 
     pub(super) async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {

@@ -298,8 +298,12 @@ impl SqliteStore {
         self.write(move |c| op!(c, claim_deliveries(now, lease_until, limit))).await
     }
 
-    pub(super) async fn delivery_attempted(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> Result<(), Error> {
-        self.write(move |c| op!(c, delivery_attempted(id, &outcome, now))).await
+    pub(super) async fn deliveries_attempted(
+        &self,
+        outcomes: Vec<(i64, DeliveryOutcome)>,
+        now: i64,
+    ) -> Result<(), Error> {
+        self.write(move |c| op!(c, deliveries_attempted(&outcomes, now))).await
     }
 
     pub(super) async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {

@@ -229,11 +229,12 @@ async fn transcript(store: Store) -> Vec<String> {
         |d: &[twofold::store::Delivery]| d.iter().map(|d| (d.webhook_id.clone(), d.kind.clone())).collect::<Vec<_>>();
     log("claimed", format!("{:?}", ids(&claimed)));
     log("claimed while leased", format!("{:?}", ids(&store.claim_deliveries(at + 1, at + 30_000, 10).await.unwrap())));
-    store.delivery_attempted(claimed[0].id, DeliveryOutcome::Delivered, at + 2).await.unwrap();
+    let mut outcomes = vec![(claimed[0].id, DeliveryOutcome::Delivered)];
     let retry = DeliveryOutcome::RetryAt { at: at + 1_000, error: "receiver answered 500".into() };
-    store.delivery_attempted(claimed[1].id, retry, at + 2).await.unwrap();
+    outcomes.push((claimed[1].id, retry));
     let failed = DeliveryOutcome::Failed { error: "gone".into(), attempted: true };
-    store.delivery_attempted(claimed[2].id, failed, at + 2).await.unwrap();
+    outcomes.push((claimed[2].id, failed));
+    store.deliveries_attempted(outcomes, at + 2).await.unwrap();
     store.release_deliveries(claimed[3..].iter().map(|d| d.id).collect()).await.unwrap();
     let rest = store.claim_deliveries(at + 3, at + 30_000, 100).await.unwrap();
     log("claimed the released", format!("{:?}", ids(&rest)));
