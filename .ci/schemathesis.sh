@@ -21,7 +21,10 @@ fi
 bin="${TWOFOLD_BIN:-}"
 if [ -z "$bin" ]; then
   cargo build --quiet --bin twofold
-  bin=target/debug/twofold
+  # Wherever cargo builds (CARGO_TARGET_DIR or a config may move it from ./target).
+  target_dir="$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+  bin="$target_dir/debug/twofold"
 fi
 
 work="$(mktemp -d)"
