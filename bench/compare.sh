@@ -8,7 +8,7 @@
 #    python: venv + pip). A peer that fails to install is reported and left out.
 # 2. Startup: peers/startup.sh KIND STARTUP_RUNS (exec -> first 200 of Storno setup on a fresh DB,
 #    then idle RSS 2 s later), median of the runs.
-# 3. Starts Twofold (release binary), node (JWT_KEY_OBJECT=1, its fastest form) and python
+# 3. Starts Twofold (release binary), node (JWT_KEY_OBJECT=1, its fastest form), go and python
 #    (2 uvicorn workers), each on its own port with a fresh DB, and runs peers/bench.sh against each
 #    (setup, then verify with valid codes; PID= so RSS/CPU are sampled), waiting for a quiet machine
 #    before each run and repeating a run (NOISE_RETRIES) when other processes used >= NOISE_CORES.
@@ -16,16 +16,16 @@
 #    otpauth URI then has the same 131 bytes as the peers' anchor URI; only the secret differs).
 # 5. Prints a Markdown table and writes it, with the raw output, to bench/results/<date>-<time>-compare.md.
 #
-# Environment (defaults): JWT_SECRET (a fixed bench key), TARGETS="twofold node python",
+# Environment (defaults): JWT_SECRET (a fixed bench key), TARGETS="twofold node python go",
 #   STARTUP_RUNS=3, PEERS_SRC=<repo>/../shared/peers, PEERS_DIR=${TMPDIR:-/tmp}/twofold-peers,
 #   TWOFOLD_BIN=target/release/twofold (BUILD=1 builds it when missing), PORT_BASE=18181 (twofold,
-#   node, python on +0, +1, +2; startup runs on 18190), QUIET_CORES=0.15, QUIET_MAX_WAIT=300,
+#   node, python, go on +0, +1, +2, +3; startup runs on 18190), QUIET_CORES=0.15, QUIET_MAX_WAIT=300,
 #   NOISE_CORES=0.3, NOISE_RETRIES=1, plus bench.sh's DURATION (10), WARMUP (2), CONNS (16), THREADS (1).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 export JWT_SECRET=${JWT_SECRET:-twofold-bench-secret-0123456789abcdef}
-TARGETS=${TARGETS:-twofold node python}
+TARGETS=${TARGETS:-twofold node python go}
 STARTUP_RUNS=${STARTUP_RUNS:-3}
 PEERS_SRC=${PEERS_SRC:-$REPO_DIR/../shared/peers}
 PEERS_DIR=${PEERS_DIR:-${TMPDIR:-/tmp}/twofold-peers}
@@ -62,8 +62,9 @@ say() { echo "$*" | tee -a "$RAW"; }
 VARS[twofold]=""
 VARS[node]="JWT_KEY_OBJECT=1"
 VARS[python]="WORKERS=2"
+VARS[go]=""
 i=0
-for k in twofold node python; do PORTS[$k]=$((PORT_BASE + i)); i=$((i + 1)); done
+for k in twofold node python go; do PORTS[$k]=$((PORT_BASE + i)); i=$((i + 1)); done
 
 # --- 1. peers: copy and install ---------------------------------------------------------------------
 [[ -d "$PEERS_SRC" ]] || { echo "compare.sh: no peers at $PEERS_SRC (set PEERS_SRC)" >&2; exit 2; }
@@ -97,11 +98,20 @@ install_python() {
   echo "$stamp" > "$PEERS_DIR/python/.venv/.installed"
 }
 
+# The Go peer: Debian's Go packages and a GOPATH build (peers/go/build.sh; quick when built).
+install_go() {
+  [[ -x "$PEERS_DIR/go/build.sh" ]] || { echo "no $PEERS_DIR/go/build.sh"; return 1; }
+  [[ -x "$PEERS_DIR/go/peer-go" ]] && return 0
+  log "go peer: peers/go/build.sh in $PEERS_DIR/go (installs Debian's Go packages the first time)"
+  "$PEERS_DIR/go/build.sh" > "$TMP/go-build.log" 2>&1 || { tail -3 "$TMP/go-build.log"; return 1; }
+}
+
 for k in $TARGETS; do
   case $k in
     twofold) why=$(ensure_twofold_bin 2>&1) || SKIP[$k]="binary missing: $why" ;;
     node)    why=$(install_node) || SKIP[$k]="install failed: $why" ;;
     python)  why=$(install_python) || SKIP[$k]="install failed: $why" ;;
+    go)      why=$(install_go) || SKIP[$k]="install failed: $why" ;;
     *) echo "compare.sh: unknown target $k" >&2; exit 2 ;;
   esac
   if [[ -n "${SKIP[$k]:-}" ]]; then log "SKIPPING $k: ${SKIP[$k]}"; fi
@@ -195,21 +205,22 @@ done
 # --- 5. table ----------------------------------------------------------------------------------------
 mb() { [[ $1 =~ ^[0-9]+$ ]] && awk -v k="$1" 'BEGIN {printf "%.1f MB", k / 1000}' || echo "n/a"; }
 maxof() { local a=${1:-} b=${2:-}; [[ $a =~ ^[0-9]+$ ]] || a=0; [[ $b =~ ^[0-9]+$ ]] || b=0; (( a > b )) && echo "$a" || { (( b > 0 )) && echo "$b" || echo ""; }; }
-for k in twofold node python; do R[$k.maxrss]=$(maxof "${R[$k.setup.maxrss]:-}" "${R[$k.verify.maxrss]:-}"); done
+for k in twofold node python go; do R[$k.maxrss]=$(maxof "${R[$k.setup.maxrss]:-}" "${R[$k.verify.maxrss]:-}"); done
 ratio() { # A B -> A/B with 2 decimals
   awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f×", a / b; else print "n/a"}'
 }
 cell() { local v=${R[$1]:-}; [[ -n "$v" ]] && echo "$v" || echo "n/a"; }
 row() { # LABEL KEY HIGHER_IS_BETTER FORMAT
-  local label=$1 key=$2 hib=$3 fmt=${4:-plain} t n p rn rp
-  t=$(cell "twofold.$key"); n=$(cell "node.$key"); p=$(cell "python.$key")
-  if [[ $hib == 1 ]]; then rn=$(ratio "$t" "$n"); rp=$(ratio "$t" "$p"); else rn=$(ratio "$n" "$t"); rp=$(ratio "$p" "$t"); fi
-  if [[ $fmt == mb ]]; then t=$(mb "$t"); n=$(mb "$n"); p=$(mb "$p"); fi
-  echo "| $label | $t | $n | $p | $rn | $rp |"
+  local label=$1 key=$2 hib=$3 fmt=${4:-plain} t n p g rn rp rg
+  t=$(cell "twofold.$key"); n=$(cell "node.$key"); p=$(cell "python.$key"); g=$(cell "go.$key")
+  if [[ $hib == 1 ]]; then rn=$(ratio "$t" "$n"); rp=$(ratio "$t" "$p"); rg=$(ratio "$t" "$g")
+  else rn=$(ratio "$n" "$t"); rp=$(ratio "$p" "$t"); rg=$(ratio "$g" "$t"); fi
+  if [[ $fmt == mb ]]; then t=$(mb "$t"); n=$(mb "$n"); p=$(mb "$p"); g=$(mb "$g"); fi
+  echo "| $label | $t | $n | $p | $g | $rn | $rp | $rg |"
 }
 TABLE=$(
-  echo "| $STAMP | twofold | node (JWT_KEY_OBJECT=1) | python (2 workers) | twofold vs node | twofold vs python |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| $STAMP | twofold | node (JWT_KEY_OBJECT=1) | python (2 workers) | go | twofold vs node | twofold vs python | twofold vs go |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   row "setup req/s" setup.rps 1
   row "setup p99 ms" setup.p99 0
   row "verify req/s (valid codes)" verify.rps 1
