@@ -169,7 +169,7 @@ fn import_entry(
     period: &str,
 ) -> Result<crate::service::ImportEntry, String> {
     use crate::totp::{Secret, TotpParams};
-    if user_id.is_empty() || user_id.len() > 255 {
+    if !crate::auth::is_user_id(user_id) {
         return Err("user_id must be 1–255 bytes".into());
     }
     let base32: String =

@@ -23,6 +23,12 @@ pub struct Viewer {
     pub admin: bool,
 }
 
+/// Whether `id` can be a user's id: a token's `sub`, 1–255 bytes (SPEC §1). Admin arguments and
+/// import rows that name a user are held to the same rule.
+pub fn is_user_id(id: &str) -> bool {
+    (1..=255).contains(&id.len())
+}
+
 /// The scope that makes a caller an admin (SPEC §8).
 pub const ADMIN_SCOPE: &str = "twofold:admin";
 
@@ -220,7 +226,7 @@ fn set_key<'v>(
 /// The caller, from claims whose signature and time checks passed.
 fn viewer(claims: Claims) -> Result<Viewer, AuthError> {
     let sub = match claims.sub {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s,
+        Some(Value::String(s)) if is_user_id(&s) => s,
         _ => {
             tracing::debug!("bearer token rejected: sub missing, empty, not a string or over 255 bytes");
             return Err(AuthError::Invalid);

@@ -155,7 +155,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
     use twofold::clock::rfc3339;
     use twofold::service::{AdminError, State};
     let user_arg = |user: &str| {
-        if user.is_empty() || user.len() > 255 { Err("USER must be 1–255 bytes".to_owned()) } else { Ok(()) }
+        if twofold::auth::is_user_id(user) { Ok(()) } else { Err("USER must be 1–255 bytes".to_owned()) }
     };
     let admin_error = |e: AdminError, user: &str, json: bool| match e {
         AdminError::TotpNotEnabled => {
@@ -229,7 +229,7 @@ async fn run_admin(service: &TwoFactor, command: AdminCommand) -> Result<ExitCod
         }
         AdminCommand::Reset { user, reason, json } => {
             user_arg(&user)?;
-            if reason.as_ref().is_some_and(|r| r.len() > 500) {
+            if reason.as_ref().is_some_and(|r| r.len() > twofold::service::MAX_REASON_BYTES) {
                 return Err("--reason must be at most 500 bytes".into());
             }
             match service.admin_reset(&user, CLI_ACTOR, reason.as_deref(), None).await {

@@ -84,7 +84,7 @@ fn admin<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<(&'a RequestData, &'
 
 /// A user id argument: 1–255 bytes, as a token's `sub`.
 fn user_id_arg(user_id: &str) -> async_graphql::Result<&str> {
-    if user_id.is_empty() || user_id.len() > 255 {
+    if !crate::auth::is_user_id(user_id) {
         return Err(bad_input("userId must be 1–255 bytes (a `sub` of the host application)."));
     }
     Ok(user_id)
@@ -329,7 +329,7 @@ impl AdminMutation {
     ) -> async_graphql::Result<AdminResetTwoFactorResult> {
         let (data, viewer) = admin(ctx)?;
         let user_id = user_id_arg(&user_id)?;
-        if reason.as_ref().is_some_and(|r| r.len() > 500) {
+        if reason.as_ref().is_some_and(|r| r.len() > crate::service::MAX_REASON_BYTES) {
             return Err(bad_input("reason must be at most 500 bytes."));
         }
         let reset =

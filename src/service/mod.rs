@@ -58,6 +58,9 @@ impl Default for ServiceSettings {
     }
 }
 
+/// The longest `reason` an admin reset keeps, in bytes (SPEC §8).
+pub const MAX_REASON_BYTES: usize = 500;
+
 /// One authenticator to import: the user, the raw secret and its parameters.
 #[derive(Debug, Clone)]
 pub struct ImportEntry {
@@ -566,9 +569,7 @@ impl TwoFactor {
         }
         let outcome = self.store.import(rows, replace, now).await?;
         if let Ok(n) = outcome {
-            for _ in 0..n {
-                self.stored(&[EventKind::Imported]);
-            }
+            self.stored(&vec![EventKind::Imported; usize::try_from(n).unwrap_or(0)]);
         }
         Ok(outcome)
     }
