@@ -315,7 +315,7 @@ impl TwoFactor {
         let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
         let judge = self.judge(user, code, now);
         self.check(user, now, correlation_id, &[EventKind::Enabled], move |cred| {
-            judge.enable(cred, |step| Change::Enable { step, code_hashes, key_id })
+            judge.enable(cred, |step| Change::Enable { step, code_hashes: code_hashes.clone(), key_id: key_id.clone() })
         })
         .await?;
         Ok(Enabled { recovery_codes: codes, enabled_at: now })
@@ -355,7 +355,7 @@ impl TwoFactor {
     ) -> Result<Verified, CheckError> {
         let (hashes, now) = (self.recovery_hashes(&viewer.user_id, code), self.now_ms());
         self.verification(viewer, now, VerificationMethod::RecoveryCode, nonce, correlation_id, move |cred| {
-            decide::recovery(cred, now, hashes, false)
+            decide::recovery(cred, now, hashes.clone(), false)
         })
         .await
     }
@@ -369,7 +369,7 @@ impl TwoFactor {
         method: VerificationMethod,
         nonce: Option<&Nonce>,
         correlation_id: &str,
-        decide: impl FnOnce(Option<&Credential>) -> Verdict<CheckError, Failure> + Send + 'static,
+        decide: impl Fn(Option<&Credential>) -> Verdict<CheckError, Failure> + Send + 'static,
     ) -> Result<Verified, CheckError> {
         let user = viewer.user_id.as_str();
         let signer = self.assertions.signer().await.map_err(Internal::from)?;
@@ -399,7 +399,11 @@ impl TwoFactor {
         let NewCodes { codes, hashes: code_hashes, key_id } = self.new_recovery_codes(user)?;
         let judge = self.judge(user, code, now);
         self.check(user, now, correlation_id, &[EventKind::RecoveryCodesRegenerated], move |cred| {
-            judge.step(cred, false, |step, _| Change::Regenerate { step, code_hashes, key_id })
+            judge.step(cred, false, |step, _| Change::Regenerate {
+                step,
+                code_hashes: code_hashes.clone(),
+                key_id: key_id.clone(),
+            })
         })
         .await?;
         Ok(codes)
@@ -419,7 +423,7 @@ impl TwoFactor {
             false => &[EventKind::Disabled],
         };
         self.check(user, now, correlation_id, accepted, move |cred| match with_recovery_code {
-            true => decide::recovery(cred, now, hashes, true),
+            true => decide::recovery(cred, now, hashes.clone(), true),
             false => judge.step(cred, false, |_, _| Change::Disable),
         })
         .await?;
@@ -607,7 +611,7 @@ impl TwoFactor {
         now: i64,
         correlation_id: &str,
         accepted: &'static [EventKind],
-        decide: impl FnOnce(Option<&Credential>) -> Verdict<E, Failure> + Send + 'static,
+        decide: impl Fn(Option<&Credential>) -> Verdict<E, Failure> + Send + 'static,
     ) -> Result<(), E>
     where
         E: From<Rejection> + From<crate::store::Error> + Send + 'static,

@@ -89,24 +89,38 @@ impl From<sea_orm::DbErr> for Error {
         if unavailable {
             return Error::Unavailable(source);
         }
-        let Some(sqlx) = sqlx else { return Error::Other(source) };
-        use sea_orm::sqlx::Error as S;
-        match &*sqlx {
-            S::Io(_) | S::Tls(_) | S::PoolTimedOut | S::PoolClosed | S::WorkerCrashed | S::Protocol(_) => {
-                Error::Unavailable(source)
-            }
-            S::Database(db) => match db.code().as_deref() {
-                // unique_violation, exclusion_violation
-                Some("23505" | "23P01") => Error::Conflict(source),
-                // disk_full, insufficient_resources, out_of_memory
-                Some("53100" | "53000" | "53200") => Error::Full(source),
-                // serialization_failure, deadlock_detected, lock_not_available
-                Some("40001" | "40P01" | "55P03") => Error::Busy(source),
-                // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
-                Some("57P01" | "57P02" | "57P03" | "53300") => Error::Unavailable(source),
-                _ => Error::Other(source),
-            },
-            _ => Error::Other(source),
+        match sqlx {
+            Some(sqlx) => classify(&sqlx, source),
+            None => Error::Other(source),
         }
+    }
+}
+
+impl From<sea_orm::sqlx::Error> for Error {
+    fn from(e: sea_orm::sqlx::Error) -> Self {
+        let e = Arc::new(e);
+        classify(&e.clone(), e)
+    }
+}
+
+/// The kind of a driver error, with `source` kept for the logs.
+fn classify(sqlx: &sea_orm::sqlx::Error, source: Source) -> Error {
+    use sea_orm::sqlx::Error as S;
+    match sqlx {
+        S::Io(_) | S::Tls(_) | S::PoolTimedOut | S::PoolClosed | S::WorkerCrashed | S::Protocol(_) => {
+            Error::Unavailable(source)
+        }
+        S::Database(db) => match db.code().as_deref() {
+            // unique_violation, exclusion_violation
+            Some("23505" | "23P01") => Error::Conflict(source),
+            // disk_full, insufficient_resources, out_of_memory
+            Some("53100" | "53000" | "53200") => Error::Full(source),
+            // serialization_failure, deadlock_detected, lock_not_available
+            Some("40001" | "40P01" | "55P03") => Error::Busy(source),
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+            Some("57P01" | "57P02" | "57P03" | "53300") => Error::Unavailable(source),
+            _ => Error::Other(source),
+        },
+        _ => Error::Other(source),
     }
 }

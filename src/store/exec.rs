@@ -124,6 +124,10 @@ pub(super) trait Exec {
     /// the whole database).
     const LOCKS_ROWS: bool;
 
+    /// Whether a change and its event can be one statement (`sql::…_WITH_EVENT`: PostgreSQL's
+    /// data-modifying `WITH`). Where not, they are two statements in the caller's unit.
+    const FUSES_WRITES: bool;
+
     /// Runs a statement; returns the rows it changed.
     fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> impl Future<Output = Result<u64, Error>>;
 

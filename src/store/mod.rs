@@ -44,7 +44,11 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> Result<DatabaseConnectio
         .max_connections(pool.max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(4));
+        .acquire_timeout(Duration::from_secs(4))
+        // A connection used within the last second is handed out as it is; one idle for longer
+        // is pinged first (the server may have restarted or a firewall dropped it). Pinging on
+        // every checkout would cost each operation a round trip.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1));
     if is_sqlite_url(url) {
         opts.map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -306,7 +310,7 @@ pub struct AttemptLimits {
 }
 
 /// What a code check decided from the credential it read ([`Store::check_code`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Verdict<R, F> {
     /// The code is right: apply this change and reset the failure counter.
     Accept(Change),
@@ -321,7 +325,7 @@ pub enum Verdict<R, F> {
 }
 
 /// The change a successful code check makes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Change {
     /// Records `step` as the last used one (verify); optionally stores the secret re-sealed
     /// under the current key.
@@ -417,7 +421,7 @@ impl Store {
             Ok(Store { db, engine })
         } else {
             let db = connect(url, &PoolSettings { max_connections }).await?;
-            Ok(Store { engine: Engine::Postgres(PgStore::new(db.clone())), db })
+            Ok(Store { engine: Engine::Postgres(PgStore::new(&db)), db })
         }
     }
 
@@ -458,13 +462,22 @@ impl Store {
     /// stored in the same unit, so no outcome is ever without its events (and no event without
     /// its outcome). `decide` and `record` must be quick and do no I/O (on SQLite they run on the
     /// writer thread).
+    ///
+    /// On PostgreSQL the common outcomes first take a shorter way with the same result
+    /// (`ops::check_code_unlocked`): the row is read without a lock and judged; a refusal writes
+    /// nothing, and an accepted verify is one statement that consumes the step and stores its
+    /// event only if the credential is still the one judged, enabled, unlocked and below the
+    /// step. Whatever a concurrent change could have made different (that statement finding the
+    /// conditions gone, a failure to count, any other change) goes the locked way above, which
+    /// judges afresh — so `decide` and `record` may be called twice, and only the locked way
+    /// counts failures or judges against a count.
     pub async fn check_code<R: Send + 'static, F: Send + 'static>(
         &self,
         user_id: &str,
         now: i64,
         limits: AttemptLimits,
-        decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
-        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
+        decide: impl Fn(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl Fn(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
         dispatch!(self.check_code(user_id, now, limits, decide, record))
     }

@@ -39,9 +39,10 @@ pub(super) async fn credential<E: Exec>(e: &mut E, user_id: &str, lock: bool) ->
     e.query_opt(query, &[user_id.into()]).await?.as_ref().map(credential_of).transpose()
 }
 
-/// Runs inside one transaction (the event is written with the pending secret).
+/// Stores a pending secret with its event, written only when the secret is: in one statement
+/// where the engine fuses writes, else two in the caller's transaction.
 pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending, event: &NewEvent) -> Result<bool, Error> {
-    let params = [
+    let pending = [
         p.user_id.as_str().into(),
         p.secret.as_slice().into(),
         p.key_id.as_str().into(),
@@ -51,11 +52,57 @@ pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending, event: &N
         p.expires_at.into(),
         p.now.into(),
     ];
-    let stored = e.execute(sql::UPSERT_PENDING, &params).await? == 1;
+    if E::FUSES_WRITES {
+        let params: Vec<Param<'_>> = pending.into_iter().chain(event_fields(event)).collect();
+        return Ok(e.execute(sql::UPSERT_PENDING_WITH_EVENT, &params).await? == 1);
+    }
+    let stored = e.execute(sql::UPSERT_PENDING, &pending).await? == 1;
     if stored {
         add_events(e, std::slice::from_ref(event)).await?;
     }
     Ok(stored)
+}
+
+/// A code check without a lock, for an engine that fuses writes (PostgreSQL's hot path: two
+/// round trips, no transaction). The credential is read without a lock and judged; an accepted
+/// verify then consumes its step together with its event in one statement whose conditions are
+/// the ones the decision relied on (the same secret, still enabled and unlocked, a newer step),
+/// and a refusal writes nothing. `None` when the outcome needs the locked check
+/// ([`check_code`]): a failure, any other change, or a condition that no longer held (a
+/// concurrent check took the step, a lockout, a reset), which the locked check then judges
+/// afresh.
+pub(super) async fn check_code_unlocked<E: Exec, R, F>(
+    e: &mut E,
+    user_id: &str,
+    now: i64,
+    decide: &impl Fn(Option<&Credential>) -> Verdict<R, F>,
+    record: &impl Fn(&Checked<R, F>) -> Vec<NewEvent>,
+) -> Result<Option<Checked<R, F>>, Error> {
+    let cred = credential(e, user_id, false).await?;
+    match (decide(cred.as_ref()), cred) {
+        (Verdict::Refuse(answer), _) => {
+            let refused = Checked::Refused(answer);
+            Ok(record(&refused).is_empty().then_some(refused))
+        }
+        (Verdict::Accept(Change::ConsumeStep { step, reseal }), Some(cred)) => {
+            let events = record(&Checked::Accepted);
+            let [event] = events.as_slice() else { return Ok(None) };
+            let params: Vec<Param<'_>> = [
+                user_id.into(),
+                step.into(),
+                now.into(),
+                reseal.as_ref().map(|r| r.secret.as_slice()).into(),
+                reseal.as_ref().map(|r| r.key_id.as_str()).into(),
+                cred.secret.as_slice().into(),
+            ]
+            .into_iter()
+            .chain(event_fields(event))
+            .collect();
+            let applied = e.execute(sql::CONSUME_STEP_WITH_EVENT, &params).await? == 1;
+            Ok(applied.then_some(Checked::Accepted))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// One code check (see `Store::check_code`). Must run inside one unit that no other check on
@@ -65,8 +112,8 @@ pub(super) async fn check_code<E: Exec, R, F>(
     user_id: &str,
     now: i64,
     limits: AttemptLimits,
-    decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F>,
-    record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent>,
+    decide: impl Fn(Option<&Credential>) -> Verdict<R, F>,
+    record: impl Fn(&Checked<R, F>) -> Vec<NewEvent>,
 ) -> Result<Checked<R, F>, Error> {
     let cred = credential(e, user_id, true).await?;
     let checked = match decide(cred.as_ref()) {
@@ -191,17 +238,21 @@ pub(super) async fn remaining_recovery_codes<E: Exec>(e: &mut E, user_id: &str) 
     Ok(row.map(|r| r.i64(0)).transpose()?.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
+/// An event's fields after its user, in the order of [`sql::INSERT_EVENT`]'s `$2`–`$7`.
+fn event_fields(ev: &NewEvent) -> [Param<'_>; 6] {
+    [
+        ev.kind.into(),
+        ev.at.into(),
+        ev.correlation_id.as_deref().into(),
+        ev.actor.as_deref().into(),
+        ev.reason.as_deref().into(),
+        ev.webhook_id.as_deref().into(),
+    ]
+}
+
 async fn add_events<E: Exec>(e: &mut E, events: &[NewEvent]) -> Result<(), Error> {
     for ev in events {
-        let params = [
-            ev.user_id.as_str().into(),
-            ev.kind.into(),
-            ev.at.into(),
-            ev.correlation_id.as_deref().into(),
-            ev.actor.as_deref().into(),
-            ev.reason.as_deref().into(),
-            ev.webhook_id.as_deref().into(),
-        ];
+        let params: Vec<Param<'_>> = std::iter::once(ev.user_id.as_str().into()).chain(event_fields(ev)).collect();
         e.execute(sql::INSERT_EVENT, &params).await?;
     }
     Ok(())

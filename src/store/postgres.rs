@@ -1,8 +1,11 @@
-//! The store on PostgreSQL: the operations of [`super::ops`] on sea-orm's sqlx pool. Plain
-//! operations take a pooled connection per statement; a code check and a reseal run in one
-//! transaction.
+//! The store on PostgreSQL: the operations of [`super::ops`] on sqlx's connection pool (the one
+//! sea-orm opened). An operation checks out one connection and runs its statements on it as
+//! prepared statements (sqlx caches them per connection): plain operations without a
+//! transaction, code checks first without one (see `Store::check_code`), the rest in one.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, TransactionTrait};
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::postgres::{PgArguments, PgRow};
+use sea_orm::sqlx::{self, Connection as _, PgConnection, PgPool, Postgres, Row as _};
 
 use super::exec::{Exec, Param, Row, Value};
 use super::sql::{Kind, Query};
@@ -11,93 +14,119 @@ use super::{
     NewPending, Reseal, Sealed, StateFilter, Undelivered, Verdict, ops,
 };
 
-/// [`Exec`] on a sea-orm connection or transaction.
-struct PgExec<'a, C>(&'a C);
+/// [`Exec`] on one PostgreSQL connection (or a transaction on it).
+struct PgExec<'c>(&'c mut PgConnection);
 
-fn value_of(p: &Param<'_>) -> sea_orm::Value {
-    use sea_orm::Value as V;
-    match *p {
-        Param::I32(v) => V::Int(Some(v)),
-        Param::I64(v) => V::BigInt(Some(v)),
-        Param::Text(v) => V::String(Some(v.to_owned())),
-        Param::Blob(v) => V::Bytes(Some(v.to_vec())),
-        Param::Null(Kind::I32) => V::Int(None),
-        Param::Null(Kind::I64) => V::BigInt(None),
-        Param::Null(Kind::Bool) => V::Bool(None),
-        Param::Null(Kind::Text) => V::String(None),
-        Param::Null(Kind::Blob) => V::Bytes(None),
+fn bind<'q>(sql: &'static str, params: &[Param<'q>]) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    let mut query = sqlx::query(sql);
+    for p in params {
+        query = match *p {
+            Param::I32(v) => query.bind(v),
+            Param::I64(v) => query.bind(v),
+            Param::Text(v) => query.bind(v),
+            Param::Blob(v) => query.bind(v),
+            Param::Null(Kind::I32) => query.bind(None::<i32>),
+            Param::Null(Kind::I64) => query.bind(None::<i64>),
+            Param::Null(Kind::Bool) => query.bind(None::<bool>),
+            Param::Null(Kind::Text) => query.bind(None::<&str>),
+            Param::Null(Kind::Blob) => query.bind(None::<&[u8]>),
+        };
     }
+    query
 }
 
-fn statement(sql: &str, params: &[Param<'_>]) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, params.iter().map(value_of))
-}
-
-fn decode(row: &QueryResult, columns: &[Kind]) -> Result<Row, Error> {
+fn decode(row: &PgRow, columns: &[Kind]) -> Result<Row, Error> {
     let mut values = Vec::with_capacity(columns.len());
     for (i, kind) in columns.iter().enumerate() {
         let value = match kind {
-            Kind::I32 => row.try_get_by_index::<Option<i32>>(i)?.map(|v| Value::Int(i64::from(v))),
-            Kind::I64 => row.try_get_by_index::<Option<i64>>(i)?.map(Value::Int),
-            Kind::Bool => row.try_get_by_index::<Option<bool>>(i)?.map(Value::Bool),
-            Kind::Text => row.try_get_by_index::<Option<String>>(i)?.map(Value::Text),
-            Kind::Blob => row.try_get_by_index::<Option<Vec<u8>>>(i)?.map(Value::Blob),
+            Kind::I32 => row.try_get::<Option<i32>, _>(i)?.map(|v| Value::Int(i64::from(v))),
+            Kind::I64 => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+            Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+            Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
+            Kind::Blob => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Blob),
         };
         values.push(value.unwrap_or(Value::Null));
     }
     Ok(Row(values))
 }
 
-impl<C: ConnectionTrait> Exec for PgExec<'_, C> {
+impl Exec for PgExec<'_> {
     const LOCKS_ROWS: bool = true;
+    const FUSES_WRITES: bool = true;
 
     async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, Error> {
-        Ok(self.0.execute_raw(statement(sql, params)).await?.rows_affected())
+        Ok(bind(sql, params).execute(&mut *self.0).await?.rows_affected())
     }
 
     async fn query(&mut self, query: Query, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
-        let rows = self.0.query_all_raw(statement(query.sql, params)).await?;
+        let rows = bind(query.sql, params).fetch_all(&mut *self.0).await?;
         rows.iter().map(|r| decode(r, query.columns)).collect()
     }
 }
 
-/// The store on one sea-orm connection pool.
+/// The store on one connection pool.
 #[derive(Debug, Clone)]
 pub(super) struct PgStore {
-    db: DatabaseConnection,
+    pool: PgPool,
 }
+
+/// Runs `$op` (an [`ops`] function, without its first argument) on one pooled connection.
+macro_rules! on_connection {
+    ($self:ident, $op:ident ( $($arg:expr),* )) => {{
+        let mut conn = $self.pool.acquire().await?;
+        ops::$op(&mut PgExec(&mut conn), $($arg),*).await
+    }};
+}
+
+/// Runs `$op` in one transaction on one pooled connection, committed when it returns `Ok`
+/// (with [`Outcome::commit`] deciding for operations that return an inner `Result`).
+macro_rules! in_transaction {
+    ($self:ident, $op:ident ( $($arg:expr),* )) => {{
+        let mut txn = $self.pool.begin().await?;
+        let out = ops::$op(&mut PgExec(&mut txn), $($arg),*).await?;
+        if Outcome::commit(&out) {
+            txn.commit().await?;
+        } else {
+            txn.rollback().await?;
+        }
+        Ok(out)
+    }};
+}
+
+/// Whether a transaction's result is to be committed: always, except an inner `Err` (an import
+/// or reseal that found a bad row changes nothing).
+trait Outcome {
+    fn commit(&self) -> bool {
+        true
+    }
+}
+
+impl<T, X> Outcome for Result<T, X> {
+    fn commit(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+impl Outcome for bool {}
+impl Outcome for () {}
 
 /// The methods mirror [`super::Store`]'s, which documents them.
 impl PgStore {
-    pub(super) fn new(db: DatabaseConnection) -> Self {
-        PgStore { db }
-    }
-
-    fn exec(&self) -> PgExec<'_, DatabaseConnection> {
-        PgExec(&self.db)
+    /// The store on `db`'s pool. `db` must be a PostgreSQL connection.
+    pub(super) fn new(db: &DatabaseConnection) -> Self {
+        PgStore { pool: db.get_postgres_connection_pool().clone() }
     }
 
     pub(super) async fn ping(&self) -> Result<(), Error> {
-        ops::ping(&mut self.exec()).await
+        on_connection!(self, ping())
     }
 
     pub(super) async fn credential(&self, user_id: &str) -> Result<Option<Credential>, Error> {
-        ops::credential(&mut self.exec(), user_id, false).await
-    }
-
-    /// Runs `f` in one transaction, committed when it succeeds.
-    async fn in_txn<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut PgExec<'_, sea_orm::DatabaseTransaction>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let txn = self.db.begin().await?;
-        let out = f(&mut PgExec(&txn)).await?;
-        txn.commit().await?;
-        Ok(out)
+        on_connection!(self, credential(user_id, false))
     }
 
     pub(super) async fn upsert_pending(&self, p: NewPending, event: NewEvent) -> Result<bool, Error> {
-        self.in_txn(async |e| ops::upsert_pending(e, &p, &event).await).await
+        on_connection!(self, upsert_pending(&p, &event))
     }
 
     pub(super) async fn check_code<R: Send + 'static, F: Send + 'static>(
@@ -105,18 +134,25 @@ impl PgStore {
         user_id: &str,
         now: i64,
         limits: AttemptLimits,
-        decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
-        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
+        decide: impl Fn(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl Fn(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
-        self.in_txn(async |e| ops::check_code(e, user_id, now, limits, decide, record).await).await
+        let mut conn = self.pool.acquire().await?;
+        if let Some(checked) = ops::check_code_unlocked(&mut PgExec(&mut conn), user_id, now, &decide, &record).await? {
+            return Ok(checked);
+        }
+        let mut txn = conn.begin().await?;
+        let checked = ops::check_code(&mut PgExec(&mut txn), user_id, now, limits, decide, record).await?;
+        txn.commit().await?;
+        Ok(checked)
     }
 
     pub(super) async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
-        self.in_txn(async |e| ops::admin_reset(e, user_id, &event).await).await
+        in_transaction!(self, admin_reset(user_id, &event))
     }
 
     pub(super) async fn admin_unlock(&self, user_id: &str, now: i64, event: NewEvent) -> Result<bool, Error> {
-        self.in_txn(async |e| ops::admin_unlock(e, user_id, now, &event).await).await
+        in_transaction!(self, admin_unlock(user_id, now, &event))
     }
 
     pub(super) async fn list_credentials(
@@ -126,11 +162,11 @@ impl PgStore {
         filter: StateFilter,
         now: i64,
     ) -> Result<Vec<Credential>, Error> {
-        ops::list_credentials(&mut self.exec(), after, limit, filter, now).await
+        on_connection!(self, list_credentials(after, limit, filter, now))
     }
 
     pub(super) async fn count_credentials(&self, filter: StateFilter, now: i64) -> Result<u64, Error> {
-        ops::count_credentials(&mut self.exec(), filter, now).await
+        on_connection!(self, count_credentials(filter, now))
     }
 
     pub(super) async fn import(
@@ -139,13 +175,7 @@ impl PgStore {
         replace: bool,
         now: i64,
     ) -> Result<Result<u64, usize>, Error> {
-        let txn = self.db.begin().await?;
-        let outcome = ops::import(&mut PgExec(&txn), &rows, replace, now).await?;
-        match outcome {
-            Ok(_) => txn.commit().await?,
-            Err(_) => txn.rollback().await?,
-        }
-        Ok(outcome)
+        in_transaction!(self, import(&rows, replace, now))
     }
 
     pub(super) async fn claim_deliveries(
@@ -154,7 +184,7 @@ impl PgStore {
         lease_until: i64,
         limit: u64,
     ) -> Result<Vec<Delivery>, Error> {
-        ops::claim_deliveries(&mut self.exec(), now, lease_until, limit).await
+        on_connection!(self, claim_deliveries(now, lease_until, limit))
     }
 
     pub(super) async fn deliveries_attempted(
@@ -162,66 +192,57 @@ impl PgStore {
         outcomes: Vec<(i64, DeliveryOutcome)>,
         now: i64,
     ) -> Result<(), Error> {
-        self.in_txn(async |e| ops::deliveries_attempted(e, &outcomes, now).await).await
+        in_transaction!(self, deliveries_attempted(&outcomes, now))
     }
 
     pub(super) async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), Error> {
-        self.in_txn(async |e| ops::release_deliveries(e, &ids).await).await
+        in_transaction!(self, release_deliveries(&ids))
     }
 
     pub(super) async fn retry_failed_deliveries(&self, now: i64) -> Result<u64, Error> {
-        ops::retry_failed_deliveries(&mut self.exec(), now).await
+        on_connection!(self, retry_failed_deliveries(now))
     }
 
     pub(super) async fn pending_deliveries(&self) -> Result<u64, Error> {
-        ops::pending_deliveries(&mut self.exec()).await
+        on_connection!(self, pending_deliveries())
     }
 
     pub(super) async fn undelivered(&self, limit: u64) -> Result<Vec<Undelivered>, Error> {
-        ops::undelivered(&mut self.exec(), limit).await
+        on_connection!(self, undelivered(limit))
     }
 
     pub(super) async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u64, Error> {
-        ops::remaining_recovery_codes(&mut self.exec(), user_id).await
+        on_connection!(self, remaining_recovery_codes(user_id))
     }
 
     pub(super) async fn events(&self, user_id: &str, limit: u64) -> Result<Vec<Event>, Error> {
-        ops::events(&mut self.exec(), user_id, limit).await
+        on_connection!(self, events(user_id, limit))
     }
 
     pub(super) async fn prune(&self, now: i64, events_before: i64, batch: u64) -> Result<(u64, u64), Error> {
-        ops::prune(&mut self.exec(), now, events_before, batch).await
+        on_connection!(self, prune(now, events_before, batch))
     }
 
     pub(super) async fn secrets_per_key(&self) -> Result<Vec<(String, u64)>, Error> {
-        ops::secrets_per_key(&mut self.exec()).await
+        on_connection!(self, secrets_per_key())
     }
 
     pub(super) async fn reseal_secrets<X: Send + 'static>(
         &self,
         reseal: impl FnMut(Sealed<'_>) -> Result<Option<Reseal>, X> + Send + 'static,
     ) -> Result<Result<u64, X>, Error> {
-        let txn = self.db.begin().await?;
-        let outcome = ops::reseal_secrets(&mut PgExec(&txn), reseal).await?;
-        match outcome {
-            Ok(_) => txn.commit().await?,
-            Err(_) => txn.rollback().await?,
-        }
-        Ok(outcome)
+        in_transaction!(self, reseal_secrets(reseal))
     }
 
     pub(super) async fn assertion_keys(&self, retired_after: i64) -> Result<Vec<AssertionKey>, Error> {
-        ops::assertion_keys(&mut self.exec(), retired_after).await
+        on_connection!(self, assertion_keys(retired_after))
     }
 
     pub(super) async fn insert_assertion_key(&self, key: AssertionKey, rotate: bool, now: i64) -> Result<bool, Error> {
-        let txn = self.db.begin().await?;
-        let inserted = ops::insert_assertion_key(&mut PgExec(&txn), &key, rotate, now).await?;
-        txn.commit().await?;
-        Ok(inserted)
+        in_transaction!(self, insert_assertion_key(&key, rotate, now))
     }
 
     pub(super) async fn users_with_recovery_codes_not_under(&self, key_id: &str) -> Result<u64, Error> {
-        ops::users_with_recovery_codes_not_under(&mut self.exec(), key_id).await
+        on_connection!(self, users_with_recovery_codes_not_under(key_id))
     }
 }

@@ -6,7 +6,10 @@
 //! text sticks to what both dialects share (`TRUE`/`FALSE`, `ON CONFLICT … DO UPDATE … WHERE`,
 //! `RETURNING`, subqueries with `LIMIT`); the one difference, row locking, is
 //! [`Query::locking`]: `FOR UPDATE` on PostgreSQL, nothing on SQLite, whose single writer holds
-//! the database lock for the whole unit anyway.
+//! the database lock for the whole unit anyway. Two statements exist only for PostgreSQL
+//! (`…_WITH_EVENT`: a change and its event in one statement through a data-modifying `WITH`, so
+//! the hot paths take one round trip and no transaction); they are built from the same pieces as
+//! the statements they fuse.
 //!
 //! A query declares the types of its columns, so each engine decodes them the same way
 //! ([`Kind`]).
@@ -48,6 +51,44 @@ macro_rules! not_locked {
     };
 }
 
+macro_rules! insert_event_into {
+    () => {
+        "INSERT INTO audit_events (user_id, kind, at, correlation_id, actor, reason, webhook_id, delivery, attempts, \
+         next_attempt_at, window_from)"
+    };
+}
+
+/// The values of a new event row: the user (an expression) and the parameter numbers of its kind,
+/// time, correlation id, actor, reason and webhook id. With a webhook id the event is queued for
+/// delivery.
+macro_rules! event_values {
+    ($user:literal, $kind:literal, $at:literal, $corr:literal, $actor:literal, $reason:literal, $hook:literal) => {
+        concat!(
+            $user,
+            ", $",
+            $kind,
+            ", $",
+            $at,
+            ", $",
+            $corr,
+            ", $",
+            $actor,
+            ", $",
+            $reason,
+            ", $",
+            $hook,
+            ", CASE WHEN $",
+            $hook,
+            " IS NULL THEN NULL ELSE 'pending' END, 0, CASE WHEN $",
+            $hook,
+            " IS NULL THEN NULL ELSE $",
+            $at,
+            " END, $",
+            $at
+        )
+    };
+}
+
 macro_rules! credential_by_user {
     () => {
         concat!("SELECT ", credential_columns!(), " FROM totp_credentials WHERE user_id = $1")
@@ -76,17 +117,35 @@ pub(super) const CREDENTIAL: Query = Query {
     ],
 };
 
+macro_rules! upsert_pending {
+    () => {
+        "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, \
+         period, enabled, pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, NULL, NULL, 0, NULL, $8, $8) \
+         ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
+         algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, \
+         pending_expires_at = excluded.pending_expires_at, last_used_step = excluded.last_used_step, \
+         updated_at = excluded.updated_at WHERE totp_credentials.enabled = FALSE"
+    };
+}
+
 /// Inserts or overwrites a pending secret; changes nothing while the credential is enabled. The
 /// failure counter and lockout are kept, so starting over never clears a lockout.
 /// `$1` user, `$2` secret, `$3` key id, `$4` algorithm, `$5` digits, `$6` period, `$7` expiry,
 /// `$8` now.
-pub(super) const UPSERT_PENDING: &str = "INSERT INTO totp_credentials (user_id, secret, key_id, algorithm, digits, \
-     period, enabled, pending_expires_at, enabled_at, last_used_step, failed_attempts, locked_until, created_at, \
-     updated_at) VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, NULL, NULL, 0, NULL, $8, $8) \
-     ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, key_id = excluded.key_id, \
-     algorithm = excluded.algorithm, digits = excluded.digits, period = excluded.period, \
-     pending_expires_at = excluded.pending_expires_at, last_used_step = excluded.last_used_step, \
-     updated_at = excluded.updated_at WHERE totp_credentials.enabled = FALSE";
+pub(super) const UPSERT_PENDING: &str = upsert_pending!();
+
+/// [`UPSERT_PENDING`] with its event (`$9`–`$14` as `$2`–`$7` of [`INSERT_EVENT`]), written only
+/// when the pending secret is: one statement, no transaction. PostgreSQL only.
+pub(super) const UPSERT_PENDING_WITH_EVENT: &str = concat!(
+    "WITH stored AS (",
+    upsert_pending!(),
+    " RETURNING user_id) ",
+    insert_event_into!(),
+    " SELECT ",
+    event_values!("user_id", 9, 10, 11, 12, 13, 14),
+    " FROM stored"
+);
 
 /// Counts one failed check; the failure that reaches the limit locks and restarts the count.
 /// `$1` user, `$2` now, `$3` limit, `$4` locked until → (failed attempts, locked until).
@@ -103,14 +162,33 @@ pub(super) const RECORD_FAILURE: Query = Query {
     columns: &[Kind::I32, Kind::I64],
 };
 
+macro_rules! consume_step {
+    () => {
+        concat!(
+            "UPDATE totp_credentials SET last_used_step = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3, \
+             secret = COALESCE($4, secret), key_id = COALESCE($5, key_id) \
+             WHERE user_id = $1 AND enabled = TRUE AND (last_used_step IS NULL OR last_used_step < $2) AND ",
+            not_locked!(3)
+        )
+    };
+}
+
 /// Records a used time step (compare-and-set: only a newer step, on an enabled, unlocked
 /// credential), resets the failure counter and, when `$4`/`$5` are not NULL, stores the secret
 /// re-sealed under another key. `$1` user, `$2` step, `$3` now, `$4` secret, `$5` key id.
-pub(super) const CONSUME_STEP: &str = concat!(
-    "UPDATE totp_credentials SET last_used_step = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3, \
-     secret = COALESCE($4, secret), key_id = COALESCE($5, key_id) \
-     WHERE user_id = $1 AND enabled = TRUE AND (last_used_step IS NULL OR last_used_step < $2) AND ",
-    not_locked!(3)
+pub(super) const CONSUME_STEP: &str = consume_step!();
+
+/// [`CONSUME_STEP`] on the credential whose secret is still `$6` (the one the code was checked
+/// against), with its event (`$7`–`$12` as `$2`–`$7` of [`INSERT_EVENT`]) in the same statement:
+/// one round trip that needs no transaction. PostgreSQL only (a data-modifying `WITH`).
+pub(super) const CONSUME_STEP_WITH_EVENT: &str = concat!(
+    "WITH changed AS (",
+    consume_step!(),
+    " AND secret = $6 RETURNING user_id) ",
+    insert_event_into!(),
+    " SELECT ",
+    event_values!("user_id", 7, 8, 9, 10, 11, 12),
+    " FROM changed"
 );
 
 /// Turns a live pending secret into the enabled credential. `$1` user, `$2` step, `$3` now.
@@ -150,9 +228,8 @@ pub(super) const COUNT_RECOVERY_CODES: Query =
 /// Inserts an audit event; with a webhook id (`$7`) it is also queued for delivery (the outbox,
 /// SPEC §9: the row is written in the transaction of the change it reports). `$1` user, `$2`
 /// kind, `$3` at, `$4` correlation id, `$5` actor, `$6` reason, `$7` webhook id.
-pub(super) const INSERT_EVENT: &str = "INSERT INTO audit_events (user_id, kind, at, correlation_id, actor, reason, \
-     webhook_id, delivery, attempts, next_attempt_at, window_from) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-     CASE WHEN $7 IS NULL THEN NULL ELSE 'pending' END, 0, CASE WHEN $7 IS NULL THEN NULL ELSE $3 END, $3)";
+pub(super) const INSERT_EVENT: &str =
+    concat!(insert_event_into!(), " VALUES (", event_values!("$1", 2, 3, 4, 5, 6, 7), ")");
 
 /// The event columns, in the order of [`super::Event`]'s fields.
 macro_rules! event_columns {

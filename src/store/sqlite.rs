@@ -122,6 +122,7 @@ fn decode(row: &rusqlite::Row<'_>, columns: &[Kind]) -> Result<Row, Error> {
 
 impl Exec for SqliteExec<'_> {
     const LOCKS_ROWS: bool = false;
+    const FUSES_WRITES: bool = false;
 
     async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, Error> {
         let mut stmt = self.0.prepare_cached(sql)?;
@@ -239,8 +240,8 @@ impl SqliteStore {
         user_id: &str,
         now: i64,
         limits: AttemptLimits,
-        decide: impl FnOnce(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
-        record: impl FnOnce(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
+        decide: impl Fn(Option<&Credential>) -> Verdict<R, F> + Send + 'static,
+        record: impl Fn(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
         let user_id = user_id.to_owned();
         self.write(move |c| op!(c, check_code(&user_id, now, limits, decide, record))).await

@@ -55,7 +55,7 @@ async fn try_check(
         Checked::Failed(..) => vec![event(&who, "VERIFY_FAILED", now)],
         Checked::Refused(_) => vec![],
     };
-    store.check_code(user, now, LIMITS, move |_| verdict, record).await
+    store.check_code(user, now, LIMITS, move |_| verdict.clone(), record).await
 }
 
 async fn check(store: &Store, user: &str, now: i64, verdict: Verdict<&'static str, &'static str>) -> Check {
