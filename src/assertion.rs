@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ed25519_dalek::{Signer as _, SigningKey};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -80,11 +80,16 @@ fn b64(bytes: &[u8]) -> String {
     data_encoding::BASE64URL_NOPAD.encode(bytes)
 }
 
+/// The Ed25519 key pair of a 32-byte seed (RFC 8032's private key).
+fn signing_key(seed: &[u8; 32]) -> Result<Ed25519KeyPair, Error> {
+    Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| Error::Malformed(format!("assertion key: {e}")))
+}
+
 /// A new key, sealed for storage.
 fn generate(keys: &Keyring, now: i64) -> Result<AssertionKey, Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|_| Error::Random)?;
-    let public_key = SigningKey::from_bytes(&seed).verifying_key().to_bytes().to_vec();
+    let public_key = signing_key(&seed)?.public_key().as_ref().to_vec();
     let kid = thumbprint(&public_key);
     let (secret, key_id) = keys.seal(&sealing_context(&kid), &seed)?;
     Ok(AssertionKey { kid, secret, key_id, public_key, current: true, created_at: now, retired_at: None })
@@ -102,7 +107,7 @@ pub async fn rotate(store: &Store, keys: &Keyring, now: i64) -> Result<String, E
 /// The signing side of one loaded key set.
 struct KeySet {
     kid: String,
-    signing: SigningKey,
+    signing: Ed25519KeyPair,
     /// `base64url(header)`, the same for every assertion of this key.
     header: String,
     /// The JWK Set document.
@@ -189,7 +194,7 @@ impl Assertions {
         });
         Ok(KeySet {
             kid: current.kid.clone(),
-            signing: SigningKey::from_bytes(&seed),
+            signing: signing_key(&seed)?,
             header: b64(header.to_string().as_bytes()),
             jwks: jwks.to_string().into(),
             loaded_at: now,
@@ -246,7 +251,7 @@ impl Signer<'_> {
         data_encoding::BASE64URL_NOPAD.encode_append(&claims, &mut jws);
         let signature = set.signing.sign(jws.as_bytes());
         jws.push('.');
-        data_encoding::BASE64URL_NOPAD.encode_append(&signature.to_bytes(), &mut jws);
+        data_encoding::BASE64URL_NOPAD.encode_append(signature.as_ref(), &mut jws);
         Ok(jws)
     }
 }
