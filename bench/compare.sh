@@ -21,6 +21,8 @@
 #   TWOFOLD_BIN=target/release/twofold (BUILD=1 builds it when missing), PORT_BASE=18181 (twofold,
 #   node, python, go on +0, +1, +2, +3; startup runs on 18190), QUIET_CORES=0.15, QUIET_MAX_WAIT=300,
 #   NOISE_CORES=0.3, NOISE_RETRIES=1, plus bench.sh's DURATION (10), WARMUP (2), CONNS (16), THREADS (1).
+#   TWOFOLD_DB=postgres runs Twofold on a fresh PostgreSQL database (PG_ADMIN, default
+#   postgres://postgres@127.0.0.1:5432/postgres, creates and drops it; PGSSLMODE, default disable on loopback).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -54,12 +56,23 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   rm -rf "$TMP"
+  if [[ -n "${PG_DB:-}" ]]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" || true; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say() { echo "$*" | tee -a "$RAW"; }
 VARS[twofold]=""
+TWOFOLD_LABEL=twofold
+if [[ ${TWOFOLD_DB:-sqlite} == postgres ]]; then
+  # Twofold on a fresh PostgreSQL database (dropped on exit); TLS off on loopback unless PGSSLMODE says otherwise.
+  command -v psql >/dev/null || { echo "compare.sh: TWOFOLD_DB=postgres needs psql" >&2; exit 2; }
+  PG_DB="twofold_compare_${STAMP//-/_}"
+  PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" || { echo "compare.sh: cannot create database $PG_DB" >&2; exit 2; }
+  VARS[twofold]="TWOFOLD_DATABASE_URL=${PG_ADMIN%/*}/$PG_DB?sslmode=${PGSSLMODE:-disable} TWOFOLD_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)"
+  TWOFOLD_LABEL="twofold (PostgreSQL)"
+fi
 VARS[node]="JWT_KEY_OBJECT=1"
 VARS[python]="WORKERS=2"
 VARS[go]=""
@@ -219,7 +232,7 @@ row() { # LABEL KEY HIGHER_IS_BETTER FORMAT
   echo "| $label | $t | $n | $p | $g | $rn | $rp | $rg |"
 }
 TABLE=$(
-  echo "| $STAMP | twofold | node (JWT_KEY_OBJECT=1) | python (2 workers) | go | twofold vs node | twofold vs python | twofold vs go |"
+  echo "| $STAMP | $TWOFOLD_LABEL | node (JWT_KEY_OBJECT=1) | python (2 workers) | go | twofold vs node | twofold vs python | twofold vs go |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   row "setup req/s" setup.rps 1
   row "setup p99 ms" setup.p99 0

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod graphql;
 pub mod graphql_http;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod nesting;
 pub mod playground;

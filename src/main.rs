@@ -547,6 +547,7 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         }
         None => None,
     };
+    twofold::memory::spawn_idle_trim(Duration::from_millis(500));
     twofold::run(listener, state, twofold::shutdown_signal())
         .await
         .map_err(|e| ConfigError(format!("server error: {e}")))?;

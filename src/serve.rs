@@ -362,6 +362,7 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
+        crate::memory::request_started();
         let (in_flight, number) = InFlight::begin(&self.activity, request.body().is_end_stream());
         let activity = self.activity.clone();
         let request = request.map(|inner| RequestBody { inner, activity, number, open: true });
