@@ -89,6 +89,24 @@ macro_rules! event_values {
     };
 }
 
+/// A change to one credential (the statement's pieces, in brackets) and, in the same statement,
+/// the event of the user it changed, its kind, time, correlation id, actor, reason and webhook id
+/// in the parameters numbered. Nothing is inserted when the change matched no row. PostgreSQL
+/// only (a data-modifying `WITH`).
+macro_rules! with_event {
+    ([$($change:tt)*], $kind:literal, $at:literal, $corr:literal, $actor:literal, $reason:literal, $hook:literal) => {
+        concat!(
+            "WITH changed AS (",
+            $($change)*,
+            " RETURNING user_id) ",
+            insert_event_into!(),
+            " SELECT ",
+            event_values!("user_id", $kind, $at, $corr, $actor, $reason, $hook),
+            " FROM changed"
+        )
+    };
+}
+
 macro_rules! credential_by_user {
     () => {
         concat!("SELECT ", credential_columns!(), " FROM totp_credentials WHERE user_id = $1")
@@ -137,15 +155,7 @@ pub(super) const UPSERT_PENDING: &str = upsert_pending!();
 
 /// [`UPSERT_PENDING`] with its event (`$9`–`$14` as `$2`–`$7` of [`INSERT_EVENT`]), written only
 /// when the pending secret is: one statement, no transaction. PostgreSQL only.
-pub(super) const UPSERT_PENDING_WITH_EVENT: &str = concat!(
-    "WITH stored AS (",
-    upsert_pending!(),
-    " RETURNING user_id) ",
-    insert_event_into!(),
-    " SELECT ",
-    event_values!("user_id", 9, 10, 11, 12, 13, 14),
-    " FROM stored"
-);
+pub(super) const UPSERT_PENDING_WITH_EVENT: &str = with_event!([upsert_pending!()], 9, 10, 11, 12, 13, 14);
 
 /// Counts one failed check; the failure that reaches the limit locks and restarts the count.
 /// `$1` user, `$2` now, `$3` limit, `$4` locked until → (failed attempts, locked until).
@@ -181,15 +191,8 @@ pub(super) const CONSUME_STEP: &str = consume_step!();
 /// [`CONSUME_STEP`] on the credential whose secret is still `$6` (the one the code was checked
 /// against), with its event (`$7`–`$12` as `$2`–`$7` of [`INSERT_EVENT`]) in the same statement:
 /// one round trip that needs no transaction. PostgreSQL only (a data-modifying `WITH`).
-pub(super) const CONSUME_STEP_WITH_EVENT: &str = concat!(
-    "WITH changed AS (",
-    consume_step!(),
-    " AND secret = $6 RETURNING user_id) ",
-    insert_event_into!(),
-    " SELECT ",
-    event_values!("user_id", 7, 8, 9, 10, 11, 12),
-    " FROM changed"
-);
+pub(super) const CONSUME_STEP_WITH_EVENT: &str =
+    with_event!([consume_step!(), " AND secret = $6"], 7, 8, 9, 10, 11, 12);
 
 /// Turns a live pending secret into the enabled credential. `$1` user, `$2` step, `$3` now.
 pub(super) const ENABLE: &str = concat!(
