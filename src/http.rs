@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,7 +52,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
     let client_cid = req.headers().get(&CLOUDREVE_CORRELATION_HEADER).and_then(valid_client_correlation_id);
     let cid = client_cid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(CorrelationId(cid.clone()));
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().map_or("", |p| p.as_str()).to_owned();
     let span = tracing::info_span!("request", correlation_id = %cid);
     let mut response = next.run(req).instrument(span.clone()).await;
@@ -65,11 +65,8 @@ async fn observe(mut req: Request, next: Next) -> Response {
     }
     let operation = response.extensions().get::<OperationName>().map(|o| o.0.clone());
     let status = response.status().as_u16();
-    let labels = [
-        ("method", method.as_str().to_owned()),
-        ("route", route.clone()),
-        ("operation", operation.clone().unwrap_or_default()),
-    ];
+    let labels =
+        [("method", method.to_owned()), ("route", route.clone()), ("operation", operation.clone().unwrap_or_default())];
     metrics::histogram!("twofold_http_request_duration_seconds", &labels).record(latency.as_secs_f64());
     let mut labels = labels.to_vec();
     labels.push(("status", status.to_string()));
@@ -84,6 +81,24 @@ async fn observe(mut req: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+/// The `method` of logs and metrics: a method of HTTP itself, or `other`. A client may send any
+/// token as a method (and gets 405); as a label each new one would add a series to `/metrics`
+/// for good.
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or("other", Method::as_str)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

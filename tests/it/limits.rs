@@ -231,6 +231,29 @@ async fn metrics_count_requests_and_domain_events() {
     }
 }
 
+/// A method is any token to HTTP: invented ones get 405 and are counted under `method="other"`,
+/// so a client cannot add series to `/metrics` (each one a counter and 14 histogram buckets, for
+/// good) by inventing methods.
+#[tokio::test]
+async fn invented_methods_add_no_metrics_series() {
+    let app = TestApp::spawn().await;
+    for i in 0..200 {
+        let method = Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        for path in ["/healthz", "/api/v1/me/mfa/verify"] {
+            let (status, _, _) = app.send(method.clone(), path, None, None, &[]).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+    let (_, _, body) = app.send(Method::GET, "/metrics", None, None, &[]).await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(!text.contains("INVENTED"), "an invented method became a label");
+    for route in ["/healthz", "/api/v1/me/mfa/verify"] {
+        let line =
+            format!(r#"twofold_http_requests_total{{method="other",route="{route}",operation="",status="405"}}"#);
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+}
+
 /// The caller's pending-setup expiry and event count: what a refused request must not change.
 async fn state_of(app: &TestApp, t: &str) -> Value {
     let res =
