@@ -383,7 +383,10 @@ pub struct Store {
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.engine {
-            Engine::Postgres(s) => match tokio::time::timeout(PG_DEADLINE, s.$method($($arg),*)).await {
+            // Boxed: sqlx's futures are kilobytes, and every future that awaits a `Store` call
+            // (up to the HTTP handler's) would otherwise carry that size, on SQLite too, and be
+            // copied whole each time it is moved.
+            Engine::Postgres(s) => match tokio::time::timeout(PG_DEADLINE, Box::pin(s.$method($($arg),*))).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::deadline()),
             },
@@ -397,7 +400,7 @@ macro_rules! dispatch {
 macro_rules! dispatch_unbounded {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match &$self.engine {
-            Engine::Postgres(s) => s.$method($($arg),*).await,
+            Engine::Postgres(s) => Box::pin(s.$method($($arg),*)).await,
             Engine::Sqlite(s) => s.$method($($arg),*).await,
         }
     };

@@ -175,7 +175,7 @@ pub(super) const RECORD_FAILURE: Query = Query {
 macro_rules! consume_step {
     () => {
         concat!(
-            "UPDATE totp_credentials SET last_used_step = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3, \
+            "UPDATE totp_credentials SET last_used_step = $2, failed_attempts = 0, updated_at = $3, \
              secret = COALESCE($4, secret), key_id = COALESCE($5, key_id) \
              WHERE user_id = $1 AND enabled = TRUE AND (last_used_step IS NULL OR last_used_step < $2) AND ",
             not_locked!(3)
@@ -186,6 +186,11 @@ macro_rules! consume_step {
 /// Records a used time step (compare-and-set: only a newer step, on an enabled, unlocked
 /// credential), resets the failure counter and, when `$4`/`$5` are not NULL, stores the secret
 /// re-sealed under another key. `$1` user, `$2` step, `$3` now, `$4` secret, `$5` key id.
+///
+/// It leaves `locked_until` alone: the credential is unlocked, so the column is NULL or a lockout
+/// that is over, which every reader already treats as no lockout (`locked_until > now` is the
+/// test). Naming it in `SET` would make SQLite rewrite its `idx_totp_credentials_state` entry on
+/// every verify: one more page in the WAL per code accepted.
 pub(super) const CONSUME_STEP: &str = consume_step!();
 
 /// [`CONSUME_STEP`] on the credential whose secret is still `$6` (the one the code was checked
