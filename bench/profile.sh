@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# CPU per verify of one Twofold binary, two ways, on a fresh SQLite database each:
+#
+#   bench/profile.sh [native|callgrind|both]      (default both)
+#
+# * native: the server's user and system CPU time (from /proc/PID/stat) over one verify run
+#   (peers/bench.sh's load: wrk -t1 -c16, each seeded code sent once), divided by the requests.
+#   The kernel's share (TCP, the WAL's writes, thread wake-ups) is in `sys`. Runs are short
+#   (~1 s at 17k req/s) and move by about ±5 %; take several.
+# * callgrind: the instructions the process executes per verify (user space only), with
+#   valgrind's callgrind switched on just for the measured requests (`callgrind_control -i`).
+#   Repeatable to a few per mille for the same binary whatever else the machine does, so it is the
+#   number to compare builds with. Valgrind hides some CPU features (ADX, SHA-NI): crypto code
+#   takes its portable paths there and counts more instructions than it runs natively. With
+#   PROFILE_OUT=DIR the callgrind file stays in DIR for `callgrind_annotate --inclusive=yes`.
+#
+# Users are seeded through the public HTTP API (peers/tools/seed-verify.js, as bench.sh does) with
+# the server running natively; under callgrind the server restarts on the same database file.
+#
+# Environment (defaults): TWOFOLD_BIN=target/release/twofold (BUILD=1 builds it), PEERS_SRC=
+#   <repo>/../shared/peers, PORT=18191, NATIVE_USERS=30000 (upper bound; SEED_SECONDS=6 bounds the
+#   seeding), CALLGRIND_USERS=2000, RUNS=1 (native runs, each on a fresh database), PROFILE_OUT.
+# Prints `RESULT how=native user_us=… sys_us=… total_us=… requests=… rps=…` and
+# `RESULT how=callgrind instructions_per_verify=… requests=…` lines.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+HOW=${1:-both}
+case "$HOW" in native|callgrind|both) ;; *) echo "usage: bench/profile.sh [native|callgrind|both]" >&2; exit 2 ;; esac
+PEERS_SRC=${PEERS_SRC:-$REPO_DIR/../shared/peers}
+PORT=${PORT:-18191}
+NATIVE_USERS=${NATIVE_USERS:-30000}
+CALLGRIND_USERS=${CALLGRIND_USERS:-2000}
+RUNS=${RUNS:-1}
+SECRET=twofold-bench-secret-0123456789abcdef
+URL=http://127.0.0.1:$PORT
+
+ensure_wrk
+ensure_node
+ensure_twofold_bin
+[[ -f $PEERS_SRC/tools/seed-verify.js ]] || { echo "no peers at $PEERS_SRC (PEERS_SRC=...)" >&2; exit 2; }
+if [[ $HOW != native ]]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+    || { echo "callgrind needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+fi
+port_free "$PORT" || { echo "port $PORT is taken (PORT=...)" >&2; exit 2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/twofold-profile.XXXXXX")
+SRV=
+stop_server() {
+  if [[ -n "$SRV" ]]; then
+    kill "$SRV" 2>/dev/null || true
+    wait "$SRV" 2>/dev/null || true
+    SRV=
+  fi
+}
+cleanup() { stop_server; rm -rf "$TMP"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server DIR [wrapper...]: Twofold on a SQLite file in DIR, waits for /healthz (120 s: slow under valgrind).
+start_server() {
+  local dir=$1
+  shift
+  (cd "$dir" && exec env TWOFOLD_BIND="127.0.0.1:$PORT" TWOFOLD_JWT_SECRET="$SECRET" TWOFOLD_LOG=warn \
+    "$@" "$TWOFOLD_BIN" serve) > "$dir/server.log" 2>&1 &
+  SRV=$!
+  for _ in $(seq 1 1200); do
+    curl -sf "$URL/healthz" > /dev/null && return 0
+    kill -0 "$SRV" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "Twofold did not start:" >&2
+  cat "$dir/server.log" >&2
+  exit 1
+}
+
+seed() { # DIR USERS -> DIR/warm.txt, DIR/main.txt
+  node "$PEERS_SRC/tools/seed-verify.js" "$URL" "$SECRET" "profile-$(basename "$1")" "$2" \
+    "$1/warm.txt" "$1/main.txt" 16 >&2
+}
+
+verify_run() { # FILE SECONDS -> the RESULT line of bench.lua
+  BENCH_MODE=verify BENCH_FILE=$1 BENCH_THREADS=1 wrk -t1 -c16 -d"$2s" --timeout 30s \
+    -s "$PEERS_SRC/tools/bench.lua" "$URL/api/v1/me/mfa/verify" | grep '^RESULT'
+}
+
+field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+
+cpu_ticks() { sed 's/^.*) //' "/proc/$SRV/stat" | awk '{print $12, $13}'; }
+
+native() {
+  local dir=$TMP/native-$1 line u0 s0 u1 s1 n hz
+  mkdir -p "$dir"
+  start_server "$dir"
+  seed "$dir" "$NATIVE_USERS"
+  verify_run "$dir/warm.txt" 5 > /dev/null
+  wait_quiet
+  read -r u0 s0 <<< "$(cpu_ticks)"
+  line=$(verify_run "$dir/main.txt" 12)
+  read -r u1 s1 <<< "$(cpu_ticks)"
+  stop_server
+  n=$(field ok "$line")
+  hz=$(getconf CLK_TCK)
+  awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v hz="$hz" -v rps="$(field rps "$line")" 'BEGIN {
+    k = 1e6 / hz / n
+    printf "RESULT how=native user_us=%.1f sys_us=%.1f total_us=%.1f requests=%d rps=%s\n", u * k, s * k, (u + s) * k, n, rps
+  }'
+}
+
+callgrind() {
+  local dir=$TMP/callgrind line n out total
+  mkdir -p "$dir"
+  start_server "$dir"
+  seed "$dir" "$CALLGRIND_USERS"
+  stop_server
+  start_server "$dir" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out"
+  verify_run "$dir/warm.txt" 60 > /dev/null
+  callgrind_control -i on "$SRV" > /dev/null
+  line=$(verify_run "$dir/main.txt" 120)
+  callgrind_control -i off "$SRV" > /dev/null
+  stop_server
+  n=$(field ok "$line")
+  total=$(callgrind_annotate "$dir/callgrind.out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  [[ -n "$total" && "$n" -gt 0 ]] || { echo "callgrind: no total or no requests ($line)" >&2; exit 1; }
+  echo "RESULT how=callgrind instructions_per_verify=$((total / n)) requests=$n"
+  if [[ -n "${PROFILE_OUT:-}" ]]; then
+    mkdir -p "$PROFILE_OUT"
+    out=$PROFILE_OUT/callgrind-$(date +%Y%m%d-%H%M%S).out
+    cp "$dir/callgrind.out" "$out"
+    log "callgrind file: $out"
+  fi
+}
+
+log "profiling $TWOFOLD_BIN ($HOW)"
+if [[ $HOW != callgrind ]]; then
+  for i in $(seq 1 "$RUNS"); do native "$i"; done
+fi
+if [[ $HOW != native ]]; then callgrind; fi
