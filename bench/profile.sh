@@ -19,6 +19,9 @@
 # Environment (defaults): TWOFOLD_BIN=target/release/twofold (BUILD=1 builds it), PEERS_SRC=
 #   <repo>/../shared/peers, PORT=18191, NATIVE_USERS=30000 (upper bound; SEED_SECONDS=6 bounds the
 #   seeding), CALLGRIND_USERS=2000, RUNS=1 (native runs, each on a fresh database), PROFILE_OUT.
+#   TWOFOLD_DB=postgres: native runs on a fresh PostgreSQL database each (PG_ADMIN, default
+#   postgres://postgres@127.0.0.1:5432/postgres, created and dropped; sslmode=disable), and the
+#   line adds `pg_us=…`: the CPU of every PostgreSQL process of the machine per verify.
 # Prints `RESULT how=native user_us=… sys_us=… total_us=… requests=… rps=…` and
 # `RESULT how=callgrind instructions_per_verify=… requests=…` lines.
 set -euo pipefail
@@ -43,6 +46,17 @@ if [[ $HOW != native ]]; then
     || { echo "callgrind needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 fi
 port_free "$PORT" || { echo "port $PORT is taken (PORT=...)" >&2; exit 2; }
+DB=${TWOFOLD_DB:-sqlite}
+case "$DB" in
+  sqlite) ;;
+  postgres)
+    [[ $HOW == native ]] || { echo "TWOFOLD_DB=postgres: native only" >&2; exit 2; }
+    command -v psql >/dev/null || { echo "TWOFOLD_DB=postgres needs psql" >&2; exit 2; }
+    PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
+    ;;
+  *) echo "TWOFOLD_DB is sqlite or postgres" >&2; exit 2 ;;
+esac
+PG_DBS=()
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/twofold-profile.XXXXXX")
 SRV=
@@ -53,16 +67,29 @@ stop_server() {
     SRV=
   fi
 }
-cleanup() { stop_server; [[ -n "${KEEP_TMP:-}" ]] || rm -rf "$TMP"; }
+cleanup() {
+  stop_server
+  for db in "${PG_DBS[@]}"; do psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" || true; done
+  [[ -n "${KEEP_TMP:-}" ]] || rm -rf "$TMP"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_server DIR [wrapper...]: Twofold on a SQLite file in DIR, waits for /healthz (120 s: slow under valgrind).
+# start_server DIR [wrapper...]: Twofold on a SQLite file in DIR (or a fresh PostgreSQL database),
+# waits for /healthz (120 s: slow under valgrind).
 start_server() {
-  local dir=$1
+  local dir=$1 db_env=()
   shift
+  if [[ $DB == postgres ]]; then
+    local name
+    name=twofold_profile_$$_$(basename "$dir" | tr -c 'a-z0-9\n' _)
+    psql -q "$PG_ADMIN" -c "CREATE DATABASE $name"
+    PG_DBS+=("$name")
+    db_env=("TWOFOLD_DATABASE_URL=${PG_ADMIN%/*}/$name?sslmode=disable"
+      "TWOFOLD_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)")
+  fi
   (cd "$dir" && exec env TWOFOLD_BIND="127.0.0.1:$PORT" TWOFOLD_JWT_SECRET="$SECRET" TWOFOLD_LOG=warn \
-    "$@" "$TWOFOLD_BIN" serve) > "$dir/server.log" 2>&1 &
+    "${db_env[@]}" "$@" "$TWOFOLD_BIN" serve) > "$dir/server.log" 2>&1 &
   SRV=$!
   for _ in $(seq 1 1200); do
     curl -sf "$URL/healthz" > /dev/null && return 0
@@ -88,22 +115,36 @@ field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<< "$2"; }
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$SRV/stat" | awk '{print $12, $13}'; }
 
+# pg_ticks: user + system ticks of every PostgreSQL process (backends, WAL writer, checkpointer…).
+pg_ticks() {
+  local t=0 pid rest
+  for pid in $(pgrep -x postgres || true); do
+    rest=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+    t=$((t + $(awk '{print $12 + $13}' <<< "$rest")))
+  done
+  echo "$t"
+}
+
 native() {
-  local dir=$TMP/native-$1 line u0 s0 u1 s1 n hz
+  local dir=$TMP/native-$1 line u0 s0 u1 s1 p0 p1 n hz
   mkdir -p "$dir"
   start_server "$dir"
   seed "$dir" "$NATIVE_USERS"
   verify_run "$dir/warm.txt" 5 > /dev/null
   wait_quiet
   read -r u0 s0 <<< "$(cpu_ticks)"
+  p0=$(pg_ticks)
   line=$(verify_run "$dir/main.txt" 12)
   read -r u1 s1 <<< "$(cpu_ticks)"
+  p1=$(pg_ticks)
   stop_server
   n=$(field ok "$line")
   hz=$(getconf CLK_TCK)
-  awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v hz="$hz" -v rps="$(field rps "$line")" 'BEGIN {
+  awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v db="$DB" -v n="$n" -v hz="$hz" \
+    -v rps="$(field rps "$line")" 'BEGIN {
     k = 1e6 / hz / n
-    printf "RESULT how=native user_us=%.1f sys_us=%.1f total_us=%.1f requests=%d rps=%s\n", u * k, s * k, (u + s) * k, n, rps
+    pg = db == "postgres" ? sprintf(" pg_us=%.1f", p * k) : ""
+    printf "RESULT how=native db=%s user_us=%.1f sys_us=%.1f total_us=%.1f%s requests=%d rps=%s\n", db, u * k, s * k, (u + s) * k, pg, n, rps
   }'
 }
 

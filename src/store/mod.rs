@@ -15,6 +15,7 @@ mod error;
 mod exec;
 mod ops;
 mod postgres;
+pub use postgres::REMEMBERED_CREDENTIALS;
 mod sql;
 mod sqlite;
 
@@ -470,10 +471,14 @@ impl Store {
     /// (`ops::check_code_unlocked`): the row is read without a lock and judged; a refusal writes
     /// nothing, and an accepted verify is one statement that consumes the step and stores its
     /// event only if the credential is still the one judged, enabled, unlocked and below the
-    /// step. Whatever a concurrent change could have made different (that statement finding the
-    /// conditions gone, a failure to count, any other change) goes the locked way above, which
-    /// judges afresh — so `decide` and `record` may be called twice, and only the locked way
-    /// counts failures or judges against a count.
+    /// step. A user whose verify was accepted that way is remembered by the instance (its last
+    /// [`REMEMBERED_CREDENTIALS`] users), so their next verify skips the read: the remembered
+    /// copy is judged and only an acceptance is taken from it, through that same statement,
+    /// whose conditions fail on any copy that has gone stale. Whatever a concurrent change could
+    /// have made different (that statement finding the conditions gone, a failure to count, any
+    /// other change) goes the locked way above, which judges afresh — so `decide` and `record`
+    /// may be called up to three times, and only the locked way counts failures or judges
+    /// against a count.
     pub async fn check_code<R: Send + 'static, F: Send + 'static>(
         &self,
         user_id: &str,

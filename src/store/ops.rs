@@ -63,24 +63,27 @@ pub(super) async fn upsert_pending<E: Exec>(e: &mut E, p: &NewPending, event: &N
     Ok(stored)
 }
 
-/// A code check without a lock, for an engine that fuses writes (PostgreSQL's hot path: two
-/// round trips, no transaction). The credential is read without a lock and judged; an accepted
-/// verify then consumes its step together with its event in one statement whose conditions are
-/// the ones the decision relied on (the same secret, still enabled and unlocked, a newer step),
-/// and a refusal writes nothing. `None` when the outcome needs the locked check
-/// ([`check_code`]): a failure, any other change, or a condition that no longer held (a
-/// concurrent check took the step, a lockout, a reset), which the locked check then judges
-/// afresh.
+/// A code check without a lock, for an engine that fuses writes (PostgreSQL's hot path: one
+/// round trip when the credential is remembered, two when it is read first, no transaction).
+/// `cred` was read without a lock: just now (`fresh`), or by an earlier check and remembered
+/// since. It is judged; an accepted verify then consumes its step together with its event in
+/// one statement whose conditions are the ones the decision relied on (the same sealed secret,
+/// still enabled and unlocked, a newer step), and a refusal on a fresh read writes nothing.
+/// `None` when the outcome needs a fresh read or the locked check ([`check_code`]): a failure,
+/// any other change, a refusal judged on a remembered copy, or a condition that no longer held
+/// (a concurrent check took the step, a lockout, a reset, a new secret), which is then judged
+/// afresh. A remembered copy can only ever be older than the row, and every difference that
+/// matters to an acceptance makes that statement change nothing.
 pub(super) async fn check_code_unlocked<E: Exec, R, F>(
     e: &mut E,
     user_id: &str,
     now: i64,
+    (cred, fresh): (Option<&Credential>, bool),
     decide: &impl Fn(Option<&Credential>) -> Verdict<R, F>,
     record: &impl Fn(&Checked<R, F>) -> Vec<NewEvent>,
 ) -> Result<Option<Checked<R, F>>, Error> {
-    let cred = credential(e, user_id, false).await?;
-    match (decide(cred.as_ref()), cred) {
-        (Verdict::Refuse(answer), _) => {
+    match (decide(cred), cred) {
+        (Verdict::Refuse(answer), _) if fresh => {
             let refused = Checked::Refused(answer);
             Ok(record(&refused).is_empty().then_some(refused))
         }

@@ -3,6 +3,8 @@
 //! prepared statements (sqlx caches them per connection): plain operations without a
 //! transaction, code checks first without one (see `Store::check_code`), the rest in one.
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::postgres::{PgArguments, PgRow};
 use sea_orm::sqlx::{self, Connection as _, PgConnection, PgPool, Postgres, Row as _};
@@ -64,10 +66,18 @@ impl Exec for PgExec<'_> {
     }
 }
 
+/// How many users' credentials an instance remembers for the one-round-trip verify (the most
+/// recently used; at most about 3 MB).
+pub const REMEMBERED_CREDENTIALS: usize = 8192;
+
 /// The store on one connection pool.
 #[derive(Debug, Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    /// Credentials read by recent code checks that were accepted, by user: a later verify judges
+    /// the remembered copy and needs no read (see `check_code`). Never trusted for anything
+    /// else: the row in the database stays the only state.
+    remembered: Arc<quick_cache::sync::Cache<String, Arc<Credential>>>,
 }
 
 /// Runs `$op` (an [`ops`] function, without its first argument) on one pooled connection.
@@ -114,7 +124,10 @@ impl Outcome for () {}
 impl PgStore {
     /// The store on `db`'s pool. `db` must be a PostgreSQL connection.
     pub(super) fn new(db: &DatabaseConnection) -> Self {
-        PgStore { pool: db.get_postgres_connection_pool().clone() }
+        PgStore {
+            pool: db.get_postgres_connection_pool().clone(),
+            remembered: Arc::new(quick_cache::sync::Cache::new(REMEMBERED_CREDENTIALS)),
+        }
     }
 
     pub(super) async fn ping(&self) -> Result<(), Error> {
@@ -138,7 +151,26 @@ impl PgStore {
         record: impl Fn(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
         let mut conn = self.pool.acquire().await?;
-        if let Some(checked) = ops::check_code_unlocked(&mut PgExec(&mut conn), user_id, now, &decide, &record).await? {
+        // One round trip: the step's compare-and-set judged on the copy an earlier check read.
+        // The copy may be stale in any way (a later step used, a lockout, a reset, a new or
+        // re-sealed secret, even another instance's changes); each of those makes the statement
+        // change nothing, and the check goes on as if nothing had been remembered.
+        if let Some(copy) = self.remembered.get(user_id) {
+            let judged = (Some(&*copy), false);
+            let unlocked =
+                ops::check_code_unlocked(&mut PgExec(&mut conn), user_id, now, judged, &decide, &record).await?;
+            if let Some(checked) = unlocked {
+                return Ok(checked);
+            }
+            self.remembered.remove(user_id);
+        }
+        let cred = ops::credential(&mut PgExec(&mut conn), user_id, false).await?;
+        let judged = (cred.as_ref(), true);
+        let unlocked = ops::check_code_unlocked(&mut PgExec(&mut conn), user_id, now, judged, &decide, &record).await?;
+        if let Some(checked) = unlocked {
+            if let (Checked::Accepted, Some(cred)) = (&checked, cred) {
+                self.remembered.insert(user_id.to_owned(), Arc::new(cred));
+            }
             return Ok(checked);
         }
         let mut txn = conn.begin().await?;

@@ -320,3 +320,42 @@ async fn a_graphql_burst_with_one_attempt_left_judges_one_guess() {
 async fn a_storno_burst_with_one_attempt_left_judges_one_guess() {
     burst_with_one_attempt_left(Dialect::Storno).await;
 }
+
+/// On PostgreSQL an instance remembers the credential of a user whose verify it accepted and
+/// judges their next code on that copy, in one round trip. Whatever another instance changes in
+/// between — a used step, a new secret, a lockout — the answers stay the ones the database gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_never_answers_from_a_stale_copy_of_a_credential() {
+    let (a, b) = two_instances().await;
+    let t = token("returning");
+    let verify = |app: &TestApp, code: String| {
+        let (router, t) = (app.router.clone(), t.clone());
+        async move {
+            let res = graphql(router, t, VERIFY, json!({ "code": code })).await;
+            res["data"]["verifyTotp"]["__typename"].as_str().unwrap_or_else(|| panic!("{res}")).to_owned()
+        }
+    };
+    let (old_secret, recovery) = enable_user(&a, "returning", -1).await;
+    assert_eq!(verify(&a, a.code(&old_secret, 0)).await, "TotpVerified");
+    assert_eq!(verify(&a, a.code(&old_secret, 0)).await, "CodeAlreadyUsed");
+    a.clock.advance_secs(30);
+    assert_eq!(verify(&a, a.code(&old_secret, 0)).await, "TotpVerified");
+
+    // `b` disables two-factor and enrols a new secret: the old one's codes stop working on `a`.
+    let disable = "mutation($code: String!) { disableTotp(code: $code) { __typename } }";
+    let res = b.graphql(Some(&t), disable, json!({ "code": recovery[0] })).await;
+    assert_eq!(res["data"]["disableTotp"]["__typename"], "TotpDisabled", "{res}");
+    let new_secret = enable_user(&b, "returning", -1).await.0;
+    assert_eq!(verify(&a, a.code(&old_secret, 1)).await, "InvalidCode");
+    assert_eq!(verify(&a, a.code(&new_secret, 0)).await, "TotpVerified");
+
+    // `b` counts five wrong codes: `a` refuses the right one.
+    let good = a.code(&new_secret, 1);
+    for i in 1..=5 {
+        let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + i) % 1_000_000);
+        assert_eq!(verify(&b, wrong).await, "InvalidCode", "guess {i}");
+    }
+    assert_eq!(verify(&a, good.clone()).await, "TooManyAttempts");
+    a.clock.advance_secs(301);
+    assert_eq!(verify(&a, a.code(&new_secret, 0)).await, "TotpVerified");
+}
