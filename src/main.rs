@@ -547,7 +547,8 @@ async fn serve(settings: &Settings) -> Result<(), ConfigError> {
         }
         None => None,
     };
-    twofold::memory::spawn_idle_trim(Duration::from_millis(500));
+    let store = service.store().clone();
+    twofold::memory::spawn_idle_trim(Duration::from_millis(500), move || store.forget_copies());
     twofold::run(listener, state, twofold::shutdown_signal())
         .await
         .map_err(|e| ConfigError(format!("server error: {e}")))?;

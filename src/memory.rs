@@ -20,8 +20,10 @@ pub fn request_started() {
 }
 
 /// Calls [`release`] once `idle` after start-up and then each time no request has started for
-/// `idle` after some did. Linux with glibc only; elsewhere the task ends at once.
-pub fn spawn_idle_trim(idle: Duration) -> tokio::task::JoinHandle<()> {
+/// `idle` after some did, after `on_idle` (which drops what the process keeps only to go faster
+/// under load, so that [`release`] can hand its memory back). Linux with glibc only; elsewhere
+/// the task ends at once.
+pub fn spawn_idle_trim(idle: Duration, on_idle: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !cfg!(all(target_os = "linux", target_env = "gnu")) {
             return;
@@ -34,6 +36,7 @@ pub fn spawn_idle_trim(idle: Duration) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let now = REQUESTS.load(Ordering::Relaxed);
             if now == seen && now != trimmed {
+                on_idle();
                 let released = release();
                 tracing::debug!(released, "idle: read-only pages unmapped, heap trimmed");
                 trimmed = now;

@@ -472,7 +472,8 @@ impl Store {
     /// nothing, and an accepted verify is one statement that consumes the step and stores its
     /// event only if the credential is still the one judged, enabled, unlocked and below the
     /// step. A user whose verify was accepted that way is remembered by the instance (its last
-    /// [`REMEMBERED_CREDENTIALS`] users), so their next verify skips the read: the remembered
+    /// [`REMEMBERED_CREDENTIALS`] users, until it goes idle: [`Store::forget_copies`]), so their
+    /// next verify skips the read: the remembered
     /// copy is judged and only an acceptance is taken from it, through that same statement,
     /// whose conditions fail on any copy that has gone stale. Whatever a concurrent change could
     /// have made different (that statement finding the conditions gone, a failure to count, any
@@ -488,6 +489,14 @@ impl Store {
         record: impl Fn(&Checked<R, F>) -> Vec<NewEvent> + Send + 'static,
     ) -> Result<Checked<R, F>, Error> {
         dispatch!(self.check_code(user_id, now, limits, decide, record))
+    }
+
+    /// Forgets the credentials remembered for the one-round-trip verify (see [`Store::check_code`];
+    /// PostgreSQL only), so that their memory can be handed back while the instance is idle.
+    pub fn forget_copies(&self) {
+        if let Engine::Postgres(s) = &self.engine {
+            s.forget_copies();
+        }
     }
 
     /// Deletes the user's credential (enabled, pending or locked at the event's time) and their

@@ -67,7 +67,7 @@ impl Exec for PgExec<'_> {
 }
 
 /// How many users' credentials an instance remembers for the one-round-trip verify (the most
-/// recently used; at most about 3 MB).
+/// recently used, forgotten when the instance goes idle; at most a few MB).
 pub const REMEMBERED_CREDENTIALS: usize = 8192;
 
 /// The store on one connection pool.
@@ -177,6 +177,10 @@ impl PgStore {
         let checked = ops::check_code(&mut PgExec(&mut txn), user_id, now, limits, decide, record).await?;
         txn.commit().await?;
         Ok(checked)
+    }
+
+    pub(super) fn forget_copies(&self) {
+        self.remembered.clear();
     }
 
     pub(super) async fn admin_reset(&self, user_id: &str, event: NewEvent) -> Result<bool, Error> {
