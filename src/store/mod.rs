@@ -15,9 +15,10 @@ mod error;
 mod exec;
 mod ops;
 mod postgres;
-pub use postgres::REMEMBERED_CREDENTIALS;
 mod sql;
 mod sqlite;
+
+pub use postgres::REMEMBERED_CREDENTIALS;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -473,9 +474,9 @@ impl Store {
     /// event only if the credential is still the one judged, enabled, unlocked and below the
     /// step. A user whose verify was accepted that way is remembered by the instance (its last
     /// [`REMEMBERED_CREDENTIALS`] users, until it goes idle: [`Store::forget_copies`]), so their
-    /// next verify skips the read: the remembered
-    /// copy is judged and only an acceptance is taken from it, through that same statement,
-    /// whose conditions fail on any copy that has gone stale. Whatever a concurrent change could
+    /// next verify skips the read: the remembered copy is judged and only an acceptance is taken
+    /// from it, through that same statement, whose conditions fail on any copy that has gone
+    /// stale. Whatever a concurrent change could
     /// have made different (that statement finding the conditions gone, a failure to count, any
     /// other change) goes the locked way above, which judges afresh — so `decide` and `record`
     /// may be called up to three times, and only the locked way counts failures or judges
